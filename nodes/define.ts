@@ -1,0 +1,58 @@
+import type { SocketType } from './socket-types.js';
+
+/** A parameter of a node: a literal JSON value edited by a widget, validated before a run. */
+export type ParamDef =
+  | { kind: 'string'; default: string; multiline?: boolean; description: string; maxLength?: number }
+  | { kind: 'path'; default: string; root: 'models' | 'input'; extensions?: readonly string[]; description: string }
+  | { kind: 'int'; default: number; min: number; max: number; step?: number; seed?: boolean; description: string }
+  | { kind: 'float'; default: number; min: number; max: number; step?: number; description: string }
+  | { kind: 'enum'; default: string; options: readonly string[]; description: string }
+  | { kind: 'bool'; default: boolean; description: string };
+
+export interface InputDef {
+  readonly type: SocketType;
+  readonly optional?: boolean;
+  readonly description: string;
+}
+
+export interface OutputDef {
+  readonly type: SocketType;
+  readonly description: string;
+}
+
+/**
+ * The one declaration of a node type. The editor builds its palette, sockets and widgets from it;
+ * the server validates graphs and types its implementation from it.
+ */
+export interface NodeDef<
+  I extends Record<string, InputDef> = Record<string, InputDef>,
+  O extends Record<string, OutputDef> = Record<string, OutputDef>,
+  P extends Record<string, ParamDef> = Record<string, ParamDef>,
+> {
+  readonly type: string;
+  readonly title: string;
+  readonly category: 'model' | 'conditioning' | 'latent' | 'sampling' | 'fusion' | 'image';
+  readonly description: string;
+  readonly inputs: I;
+  readonly outputs: O;
+  readonly params: P;
+  /** Output nodes are the roots of execution: a graph runs what they need and nothing else. */
+  readonly output: boolean;
+}
+
+export function defineNode<
+  const I extends Record<string, InputDef>,
+  const O extends Record<string, OutputDef>,
+  const P extends Record<string, ParamDef>,
+>(def: NodeDef<I, O, P>): NodeDef<I, O, P> {
+  return def;
+}
+
+/** The TypeScript value type of a param, derived from its definition. */
+export type ParamValue<D extends ParamDef> = D extends { kind: 'int' | 'float' }
+  ? number
+  : D extends { kind: 'bool' }
+    ? boolean
+    : string;
+
+export type ParamValues<P extends Record<string, ParamDef>> = { [K in keyof P]: ParamValue<P[K]> };

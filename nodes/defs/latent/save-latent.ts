@@ -1,0 +1,14 @@
+import { defineNode } from '../../define.js';
+
+export const SaveLatent = defineNode({
+  type: 'SaveLatent',
+  title: 'Save Latent',
+  category: 'latent',
+  description: 'Writes the latent as a NumPy .npy file (float32, little-endian, C order, [B, C, H, W]) in the output folder.',
+  inputs: { latent: { type: 'LATENT', description: 'Latent to save.' } },
+  outputs: {},
+  params: {
+    filename: { kind: 'string', default: 'latent.npy', maxLength: 200, description: 'File name inside the output folder (must end in .npy).' },
+  },
+  output: true,
+});

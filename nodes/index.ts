@@ -1,0 +1,35 @@
+import type { NodeDef } from './define.js';
+import { EncodePrompt } from './defs/conditioning/encode-prompt.js';
+import { BlendNoise } from './defs/fusion/blend-noise.js';
+import { SaliencyMask } from './defs/fusion/saliency-mask.js';
+import { SwitchAtTimestep } from './defs/fusion/switch-at-timestep.js';
+import { Decode } from './defs/image/decode.js';
+import { SaveImage } from './defs/image/save-image.js';
+import { LoadLatent } from './defs/latent/load-latent.js';
+import { NoiseLatent } from './defs/latent/noise-latent.js';
+import { SaveLatent } from './defs/latent/save-latent.js';
+import { LoadModel } from './defs/model/load-model.js';
+import { DDIMStep } from './defs/sampling/ddim-step.js';
+import { PredictNoise } from './defs/sampling/predict-noise.js';
+
+export * from './define.js';
+export * from './socket-types.js';
+export * from './graph-format.js';
+export {
+  LoadModel, EncodePrompt, NoiseLatent, LoadLatent, SaveLatent, PredictNoise, DDIMStep,
+  SaliencyMask, BlendNoise, SwitchAtTimestep, Decode, SaveImage,
+};
+
+/** Every node type, in palette order. */
+export const NODE_DEFS = [
+  LoadModel, EncodePrompt, NoiseLatent, LoadLatent, PredictNoise, SaliencyMask, BlendNoise, SwitchAtTimestep,
+  DDIMStep, Decode, SaveImage, SaveLatent,
+] as const satisfies readonly NodeDef[];
+
+export type NodeType = (typeof NODE_DEFS)[number]['type'];
+
+const BY_TYPE: ReadonlyMap<string, NodeDef> = new Map(NODE_DEFS.map((d) => [d.type, d as NodeDef]));
+
+export function getNodeDef(type: string): NodeDef | undefined {
+  return BY_TYPE.get(type);
+}
