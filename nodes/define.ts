@@ -2,7 +2,15 @@ import type { SocketType } from './socket-types.js';
 
 /** A parameter of a node: a literal JSON value edited by a widget, validated before a run. */
 export type ParamDef =
-  | { kind: 'string'; default: string; multiline?: boolean; description: string; maxLength?: number }
+  | {
+      kind: 'string';
+      default: string;
+      multiline?: boolean;
+      description: string;
+      maxLength?: number;
+      /** A regular expression (source) the whole value must match, e.g. for file names. */
+      pattern?: string;
+    }
   | { kind: 'path'; default: string; root: 'models' | 'input'; extensions?: readonly string[]; description: string }
   | { kind: 'int'; default: number; min: number; max: number; step?: number; seed?: boolean; description: string }
   | { kind: 'float'; default: number; min: number; max: number; step?: number; description: string }

@@ -50,6 +50,7 @@ export type GraphIssueCode =
   | 'param_type'
   | 'param_range'
   | 'unknown_param'
+  | 'path_escape'
   | 'no_output_node';
 
 /**

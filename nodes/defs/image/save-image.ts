@@ -9,6 +9,9 @@ export const SaveImage = defineNode({
     'PNG can be dropped back into the editor or given to `fusegraph run`.',
   inputs: { image: { type: 'IMAGE', description: 'Images to save.' } },
   outputs: {},
-  params: { prefix: { kind: 'string', default: 'fusegraph', maxLength: 100, description: 'File name prefix.' } },
+  params: { prefix: {
+      kind: 'string', default: 'fusegraph', maxLength: 100, pattern: '^[A-Za-z0-9_-][A-Za-z0-9_.-]*$',
+      description: 'File name prefix (letters, digits, _ . -).',
+    } },
   output: true,
 });

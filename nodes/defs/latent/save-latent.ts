@@ -8,7 +8,10 @@ export const SaveLatent = defineNode({
   inputs: { latent: { type: 'LATENT', description: 'Latent to save.' } },
   outputs: {},
   params: {
-    filename: { kind: 'string', default: 'latent.npy', maxLength: 200, description: 'File name inside the output folder (must end in .npy).' },
+    filename: {
+      kind: 'string', default: 'latent.npy', maxLength: 200, pattern: '^[A-Za-z0-9_-][A-Za-z0-9_.-]*\\.npy$',
+      description: 'File name inside the output folder (letters, digits, _ . -; ends in .npy).',
+    },
   },
   output: true,
 });

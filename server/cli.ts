@@ -1,0 +1,169 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { formatIssue } from '../nodes/graph-format.js';
+import { NODE_DEFS } from '../nodes/index.js';
+import type { ParsedArgs } from './cli/args.js';
+import { checkFlags, flag, parseArgs } from './cli/args.js';
+import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
+import { progressPrinter } from './cli/progress.js';
+import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
+import { executeGraph } from './engine/executor.js';
+import { validateGraph } from './engine/validate.js';
+import { ModelManager } from './runtime/model-manager.js';
+import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
+import { ClipTokenizer } from './sd/tokenizer.js';
+
+const USAGE = `usage: fusegraph <command> [options]
+
+commands:
+  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
+      validate and run a graph; prints the files it wrote
+  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
+      check a graph and print every problem
+  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
+  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
+  schedule SCHEDULER_CONFIG.json --steps N
+      print the DDIM timesteps and alphas as JSON
+  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
+        [--concurrency N] [--max-model-memory BYTES] [--data DIR]
+      start the editor and API server
+`;
+
+type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
+
+async function readGraphArg(args: ParsedArgs): Promise<unknown> {
+  const file = args.positionals[1];
+  if (!file) throw new Error('missing GRAPH argument');
+  return applyOverrides(await loadGraphFile(file), args.flags.get('set') ?? []);
+}
+
+async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['set']);
+  const result = validateGraph(await readGraphArg(args));
+  if (result.issues.length === 0) {
+    io.out.write(`ok: ${Object.keys(result.graph!.nodes).length} nodes\n`);
+    return 0;
+  }
+  io.err.write(`${result.issues.length} problem${result.issues.length > 1 ? 's' : ''}:\n`);
+  for (const i of result.issues) io.err.write(`  - ${formatIssue(i)}\n`);
+  return 1;
+}
+
+async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['set', 'models', 'input', 'out']);
+  const graph = await readGraphArg(args);
+  const models = new ModelManager();
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const result = await executeGraph(graph, {
+      roots: { models: flag(args, 'models') ?? 'models', input: flag(args, 'input') ?? 'input', output: flag(args, 'out') ?? 'output' },
+      models,
+      signal: controller.signal,
+      onEvent: progressPrinter(io.err),
+    });
+    for (const [key, calls] of Object.entries(result.unetCalls)) io.err.write(`UNet calls ${key.split('|')[0]}: ${calls}\n`);
+    io.err.write(`done in ${(result.ms / 1000).toFixed(2)} s\n`);
+    for (const o of result.outputs) {
+      const rel = path.relative(process.cwd(), o.path);
+      io.out.write(`${rel.startsWith('..') ? o.path : rel}\n`);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await models.dispose();
+  }
+}
+
+async function cmdTokenize(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, []);
+  const [, dir, text] = args.positionals;
+  if (!dir || text === undefined) throw new Error('usage: fusegraph tokenize TOKENIZER_DIR "TEXT"');
+  const tok = await ClipTokenizer.fromFolder(dir);
+  io.out.write(`${JSON.stringify(tok.encodePadded(text))}\n`);
+  return 0;
+}
+
+async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['steps']);
+  const file = args.positionals[1];
+  const steps = Number(flag(args, 'steps') ?? NaN);
+  if (!file || !Number.isInteger(steps)) throw new Error('usage: fusegraph schedule SCHEDULER_CONFIG.json --steps N');
+  const config = parseSchedulerConfig(JSON.parse(await readFile(file, 'utf8')));
+  io.out.write(`${JSON.stringify(scheduleReport(config, steps))}\n`);
+  return 0;
+}
+
+async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data']);
+  const { startServer } = await import('./http/start.js');
+  const num = (name: string): number | undefined => {
+    const v = flag(args, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+    return n;
+  };
+  const server = await startServer({
+    host: flag(args, 'host') ?? '127.0.0.1',
+    port: num('port') ?? 8188,
+    token: flag(args, 'token') ?? process.env.FUSEGRAPH_TOKEN,
+    modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
+    inputRoot: path.resolve(flag(args, 'input') ?? 'input'),
+    outputRoot: path.resolve(flag(args, 'out') ?? 'output'),
+    dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
+    concurrency: num('concurrency') ?? 1,
+    maxModelMemory: num('max-model-memory'),
+  });
+  io.err.write(`FuseGraph editor and API on ${server.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void server.close().then(resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  return 0;
+}
+
+export async function main(argv: readonly string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
+  const command = argv[0];
+  try {
+    const args = parseArgs(argv, []);
+    switch (command) {
+      case 'run':
+        return await cmdRun(args, io);
+      case 'validate':
+        return await cmdValidate(args, io);
+      case 'nodes':
+        io.out.write(`${JSON.stringify({ version: 1, nodes: NODE_DEFS }, null, 2)}\n`);
+        return 0;
+      case 'tokenize':
+        return await cmdTokenize(args, io);
+      case 'schedule':
+        return await cmdSchedule(args, io);
+      case 'serve':
+        return await cmdServe(args, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        io.err.write(`unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof GraphValidationError) {
+      io.err.write(`error: ${err.issues.length} problem${err.issues.length > 1 ? 's' : ''} in the graph:\n`);
+      for (const i of err.issues) io.err.write(`  - ${formatIssue(i)}\n`);
+    } else if (err instanceof NodeExecutionError) {
+      io.err.write(`\nerror: ${err.message}\n`);
+    } else {
+      io.err.write(`\nerror: ${(err as Error).message}\n`);
+    }
+    return 1;
+  }
+}

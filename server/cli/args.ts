@@ -1,0 +1,39 @@
+/** A tiny argv parser: positionals, `--flag value`, `--flag=value`, repeatable flags, boolean switches. */
+export interface ParsedArgs {
+  readonly positionals: string[];
+  readonly flags: Map<string, string[]>;
+}
+
+export function parseArgs(argv: readonly string[], booleans: readonly string[] = []): ParsedArgs {
+  const positionals: string[] = [];
+  const flags = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    let value: string;
+    if (eq > 0) value = a.slice(eq + 1);
+    else if (booleans.includes(name)) value = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new Error(`--${name} needs a value`);
+      value = next;
+      i++;
+    }
+    flags.set(name, [...(flags.get(name) ?? []), value]);
+  }
+  return { positionals, flags };
+}
+
+export function flag(args: ParsedArgs, name: string): string | undefined {
+  return args.flags.get(name)?.at(-1);
+}
+
+export function checkFlags(args: ParsedArgs, allowed: readonly string[]): void {
+  const unknown = [...args.flags.keys()].filter((f) => !allowed.includes(f));
+  if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.map((f) => `--${f}`).join(', ')}`);
+}

@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import type { Graph } from '../../nodes/graph-format.js';
+import { readGraphFromPng } from '../sd/png-meta.js';
+
+/** Reads a graph from a .json file or from a PNG that FuseGraph wrote. The result is untrusted until validated. */
+export async function loadGraphFile(file: string): Promise<unknown> {
+  const bytes = await readFile(file);
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    const graph = readGraphFromPng(bytes);
+    if (!graph) throw new Error(`${file}: this PNG carries no FuseGraph graph`);
+    return graph;
+  }
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Applies `--set NODE.PARAM=VALUE` overrides. VALUE is JSON when it parses as JSON (numbers, booleans, quoted
+ * strings), else a plain string. Node ids may contain dots, so the param is the part after the last dot.
+ */
+export function applyOverrides(value: unknown, sets: readonly string[]): unknown {
+  if (!sets.length) return value;
+  if (typeof value !== 'object' || value === null) throw new Error('--set needs a graph object');
+  const graph = structuredClone(value) as Graph;
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    const target = eq > 0 ? s.slice(0, eq) : '';
+    const dot = target.lastIndexOf('.');
+    if (eq <= 0 || dot <= 0 || dot === target.length - 1) throw new Error(`--set "${s}": expected NODE.PARAM=VALUE`);
+    const nodeId = target.slice(0, dot);
+    const param = target.slice(dot + 1);
+    const node = graph.nodes?.[nodeId];
+    if (!node) throw new Error(`--set "${s}": the graph has no node "${nodeId}"`);
+    const raw = s.slice(eq + 1);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      parsed = raw;
+    }
+    node.params = { ...(node.params ?? {}), [param]: parsed as string };
+  }
+  return graph;
+}

@@ -1,0 +1,47 @@
+import type { ExecutionEvent } from '../engine/events.js';
+
+/** Draws one progress bar per DDIMStep on a TTY, plain lines otherwise (logs, CI). */
+export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent) => void {
+  const tty = stream.isTTY === true;
+  let lastDecile = new Map<string, number>();
+  let barOpen = false;
+  const endBar = (): void => {
+    if (barOpen) stream.write('\n');
+    barOpen = false;
+  };
+  return (e) => {
+    switch (e.type) {
+      case 'node_started':
+        endBar();
+        if (e.nodeType === 'DDIMStep') lastDecile = new Map();
+        stream.write(`▶ ${e.node} (${e.nodeType})\n`);
+        break;
+      case 'node_cached':
+        endBar();
+        stream.write(`= ${e.node} (${e.nodeType}) cached\n`);
+        break;
+      case 'progress': {
+        if (tty) {
+          const width = 30;
+          const filled = Math.round((e.step / e.steps) * width);
+          stream.write(`\r  ${e.node} [${'█'.repeat(filled)}${' '.repeat(width - filled)}] ${e.step}/${e.steps} t=${e.t}   `);
+          barOpen = true;
+        } else {
+          const decile = Math.floor((e.step / e.steps) * 10);
+          if (decile !== lastDecile.get(e.node) || e.step === e.steps) {
+            lastDecile.set(e.node, decile);
+            stream.write(`  ${e.node} step ${e.step}/${e.steps} t=${e.t}\n`);
+          }
+        }
+        break;
+      }
+      case 'node_done':
+        endBar();
+        if (e.ms >= 50) stream.write(`✓ ${e.node} ${e.ms.toFixed(0)} ms\n`);
+        break;
+      case 'output':
+      case 'preview':
+        break;
+    }
+  };
+}

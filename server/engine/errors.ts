@@ -1,0 +1,32 @@
+import type { GraphIssue } from '../../nodes/graph-format.js';
+import { formatIssue } from '../../nodes/graph-format.js';
+
+/** The graph failed validation; nothing ran. Carries every issue at once. */
+export class GraphValidationError extends Error {
+  constructor(readonly issues: readonly GraphIssue[]) {
+    super(`graph is invalid:\n${issues.map((i) => `  - ${formatIssue(i)}`).join('\n')}`);
+    this.name = 'GraphValidationError';
+  }
+}
+
+/** A node failed while running. */
+export class NodeExecutionError extends Error {
+  constructor(
+    readonly node: string,
+    readonly nodeType: string,
+    message: string,
+    readonly details?: string,
+    readonly field?: string,
+  ) {
+    super(`node "${node}" (${nodeType})${field ? `, field "${field}"` : ''}: ${message}`);
+    this.name = 'NodeExecutionError';
+  }
+}
+
+/** The run was cancelled through its AbortSignal; raised within one DDIM step. */
+export class RunCancelledError extends Error {
+  constructor() {
+    super('run cancelled');
+    this.name = 'RunCancelledError';
+  }
+}

@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Graph } from '../../nodes/graph-format.js';
+import { getNodeDef } from '../../nodes/index.js';
+import { IMPLEMENTATIONS } from '../impls/index.js';
+import type { RunContext, StepContext } from '../impls/types.js';
+import type { ModelManager } from '../runtime/model-manager.js';
+import type { ProviderChoice } from '../runtime/providers.js';
+import type { SdModel } from '../sd/sd-model.js';
+import type { NodeCache } from './cache.js';
+import { GraphValidationError, NodeExecutionError, RunCancelledError } from './errors.js';
+import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
+import { planExecution, resolveParams } from './plan.js';
+import { validateGraph } from './validate.js';
+
+export interface ExecuteOptions {
+  readonly roots: { readonly models: string; readonly input: string; readonly output: string };
+  readonly models: ModelManager;
+  readonly cache?: NodeCache;
+  readonly signal?: AbortSignal;
+  readonly onEvent?: (e: ExecutionEvent) => void;
+  /** Emit a preview of x̂0 every N steps; 0 = none. */
+  readonly previewEvery?: number;
+}
+
+/**
+ * Validates, plans and runs a graph. Nodes run in dependency order; NOISE/SALIENCY nodes become functions that
+ * a DDIMStep loop calls at each timestep, memoised per step, so a branch that a switch does not take costs nothing.
+ */
+export async function executeGraph(input: Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
+  const started = performance.now();
+  const checked = validateGraph(input);
+  if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);
+  const graph = checked.graph;
+  const roots = { models: path.resolve(options.roots.models), input: path.resolve(options.roots.input), output: path.resolve(options.roots.output) };
+  const signal = options.signal ?? new AbortController().signal;
+  const emit = (e: ExecutionEvent): void => options.onEvent?.(e);
+  const params = resolveParams(graph);
+  const acquired: SdModel[] = [];
+  const outputs: OutputFile[] = [];
+  const timings: Record<string, number> = {};
+  const cachedNodes: string[] = [];
+  const values = new Map<string, Record<string, unknown>>();
+  const signatures = new Map<string, string>();
+
+  const callsBefore = new Map<SdModel, number>();
+  const contextFor = (id: string, nodeType: string): RunContext => ({
+    node: id,
+    nodeType,
+    graph,
+    roots,
+    models: options.models,
+    signal,
+    previewEvery: options.previewEvery ?? 0,
+    emit,
+    acquireModel: async (absDir, provider) => {
+      const m = await options.models.acquire(absDir, provider as ProviderChoice);
+      acquired.push(m);
+      if (!callsBefore.has(m)) callsBefore.set(m, m.unetCalls);
+      return m;
+    },
+    loadedModels: () => [...new Set(acquired)],
+    recordOutput: (file) => {
+      outputs.push(file);
+    },
+    checkCancelled: () => {
+      if (signal.aborted) throw new RunCancelledError();
+    },
+    error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
+  });
+
+  try {
+    for (const id of planExecution(graph)) {
+      if (signal.aborted) throw new RunCancelledError();
+      const node = graph.nodes[id]!;
+      const def = getNodeDef(node.type)!;
+      const impl = IMPLEMENTATIONS[node.type];
+      if (!impl) throw new NodeExecutionError(id, node.type, `no implementation registered for ${node.type}`);
+      const inputs: Record<string, unknown> = {};
+      const upstream: [string, string, string][] = [];
+      for (const [name, link] of Object.entries(node.inputs ?? {})) {
+        inputs[name] = values.get(link.node)?.[link.output];
+        upstream.push([name, signatures.get(link.node)!, link.output]);
+      }
+      const signature = hashSignature(node.type, params[id]!, upstream.sort(), def.type === 'LoadModel' ? roots.models : '');
+      signatures.set(id, signature);
+      const ctx = contextFor(id, node.type);
+
+      if (impl.kind === 'per-step') {
+        values.set(id, { [Object.keys(def.outputs)[0]!]: perStepFunction(id, node.type, impl, inputs, params[id]!, ctx) });
+        continue;
+      }
+      const hit = impl.cacheable ? options.cache?.get(signature) : undefined;
+      if (hit) {
+        values.set(id, hit);
+        cachedNodes.push(id);
+        emit({ type: 'node_cached', node: id, nodeType: node.type });
+        const files = (hit as { files?: OutputFile[] }).files;
+        if (files?.length) {
+          outputs.push(...files);
+          emit({ type: 'output', node: id, files });
+        }
+        continue;
+      }
+      emit({ type: 'node_started', node: id, nodeType: node.type });
+      const t0 = performance.now();
+      const before = outputs.length;
+      let result: Record<string, unknown>;
+      try {
+        result = (await impl.run(inputs as never, params[id] as never, ctx)) as Record<string, unknown>;
+      } catch (err) {
+        throw wrapError(err, id, node.type);
+      }
+      const files = outputs.slice(before);
+      if (def.output) {
+        result = { ...result, files };
+        if (files.length) emit({ type: 'output', node: id, files });
+      }
+      values.set(id, result);
+      if (impl.cacheable) options.cache?.set(signature, result);
+      timings[id] = performance.now() - t0;
+      emit({ type: 'node_done', node: id, nodeType: node.type, ms: timings[id]! });
+    }
+  } finally {
+    for (const m of acquired) options.models.release(m);
+  }
+  const unetCalls: Record<string, number> = {};
+  for (const [m, before] of callsBefore) unetCalls[m.key] = m.unetCalls - before;
+  return { outputs, timings, unetCalls, cachedNodes, ms: performance.now() - started };
+}
+
+function perStepFunction(
+  id: string,
+  nodeType: string,
+  impl: { evaluate(step: StepContext, inputs: never, params: never, ctx: RunContext): Promise<unknown> },
+  inputs: Record<string, unknown>,
+  params: Record<string, unknown>,
+  ctx: RunContext,
+): (step: StepContext) => Promise<unknown> {
+  return (step) => {
+    let pending = step.memo.get(id);
+    if (!pending) {
+      pending = impl.evaluate(step, inputs as never, params as never, ctx).catch((err: unknown) => {
+        throw wrapError(err, id, nodeType);
+      });
+      step.memo.set(id, pending);
+    }
+    return pending;
+  };
+}
+
+function wrapError(err: unknown, id: string, nodeType: string): Error {
+  if (err instanceof NodeExecutionError || err instanceof RunCancelledError) return err;
+  const e = err as Error & { file?: string };
+  return new NodeExecutionError(id, nodeType, e.message ?? String(err), e.stack, e.file ? 'params.path' : undefined);
+}
+
+function hashSignature(type: string, params: Record<string, unknown>, upstream: [string, string, string][], salt: string): string {
+  return createHash('sha256').update(JSON.stringify([type, params, upstream, salt])).digest('hex');
+}

@@ -1,0 +1,210 @@
+import path from 'node:path';
+import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
+import { parseGraph } from '../../nodes/graph-format.js';
+import type { NodeDef, ParamDef } from '../../nodes/define.js';
+import { getNodeDef } from '../../nodes/index.js';
+
+export type ValidationResult = { graph: Graph; issues: [] } | { graph: Graph | null; issues: GraphIssue[] };
+
+/**
+ * Every check a graph must pass before anything runs, all reported at once: format, node types, links,
+ * socket types, cycles, params. Paths are checked lexically here (no escape from their root); whether the
+ * file exists is the node's business at run time.
+ */
+export function validateGraph(value: unknown): ValidationResult {
+  const parsed = parseGraph(value);
+  if (!parsed.graph) return parsed;
+  const graph = parsed.graph;
+  const issues: GraphIssue[] = [];
+  let hasOutput = false;
+
+  for (const [id, node] of Object.entries(graph.nodes)) {
+    const def = getNodeDef(node.type);
+    if (!def) {
+      issues.push({ node: id, field: 'type', code: 'unknown_node_type', message: `unknown node type "${node.type}"`, actual: node.type });
+      continue;
+    }
+    if (def.output) hasOutput = true;
+    checkInputs(graph, id, def, issues);
+    checkParams(id, def, node.params ?? {}, issues);
+  }
+  if (!hasOutput) {
+    issues.push({
+      node: null, field: 'nodes', code: 'no_output_node',
+      message: 'the graph has no output node (SaveImage or SaveLatent), so nothing would run',
+    });
+  }
+  for (const cycle of findCycles(graph)) {
+    issues.push({
+      node: cycle[0] ?? null, field: 'inputs', code: 'cycle',
+      message: `cycle through nodes ${cycle.map((n) => `"${n}"`).join(' → ')} → "${cycle[0]}"`,
+    });
+  }
+  return issues.length ? { graph, issues } : { graph, issues: [] };
+}
+
+function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[]): void {
+  const links = graph.nodes[id]?.inputs ?? {};
+  for (const name of Object.keys(links)) {
+    if (!(name in def.inputs)) {
+      issues.push({
+        node: id, field: `inputs.${name}`, code: 'unknown_input',
+        message: `${def.type} has no input "${name}"`, expected: Object.keys(def.inputs).join(', ') || 'no inputs', actual: name,
+      });
+    }
+  }
+  for (const [name, input] of Object.entries(def.inputs)) {
+    const link = links[name];
+    const field = `inputs.${name}`;
+    if (!link) {
+      if (!input.optional) {
+        issues.push({ node: id, field, code: 'missing_input', message: `required input "${name}" is not connected`, expected: `a ${input.type} link` });
+      }
+      continue;
+    }
+    const source = graph.nodes[link.node];
+    if (!source) {
+      issues.push({ node: id, field, code: 'missing_link_node', message: `input "${name}" links to node "${link.node}", which does not exist`, actual: link.node });
+      continue;
+    }
+    const sourceDef = getNodeDef(source.type);
+    if (!sourceDef) continue; // reported as unknown_node_type on the source
+    const output = sourceDef.outputs[link.output];
+    if (!output) {
+      issues.push({
+        node: id, field, code: 'missing_link_output',
+        message: `input "${name}" links to output "${link.output}" of "${link.node}" (${source.type}), which has no such output`,
+        expected: Object.keys(sourceDef.outputs).join(', ') || 'no outputs', actual: link.output,
+      });
+      continue;
+    }
+    if (output.type !== input.type) {
+      issues.push({
+        node: id, field, code: 'type_mismatch',
+        message: `input "${name}" takes ${input.type} but "${link.node}.${link.output}" is ${output.type}`,
+        expected: input.type, actual: output.type,
+      });
+    }
+  }
+}
+
+function checkParams(id: string, def: NodeDef, params: Record<string, unknown>, issues: GraphIssue[]): void {
+  for (const name of Object.keys(params)) {
+    if (!(name in def.params)) {
+      issues.push({
+        node: id, field: `params.${name}`, code: 'unknown_param',
+        message: `${def.type} has no param "${name}"`, expected: Object.keys(def.params).join(', ') || 'no params', actual: name,
+      });
+    }
+  }
+  for (const [name, pdef] of Object.entries(def.params)) {
+    if (!(name in params)) continue;
+    const issue = checkParamValue(pdef, params[name]);
+    if (issue) issues.push({ node: id, field: `params.${name}`, ...issue });
+  }
+}
+
+type ParamProblem = Omit<GraphIssue, 'node' | 'field'>;
+
+/** Checks one param value against its definition; undefined when it is fine. */
+export function checkParamValue(pdef: ParamDef, value: unknown): ParamProblem | undefined {
+  const actual = describe(value);
+  switch (pdef.kind) {
+    case 'int':
+    case 'float': {
+      if (typeof value !== 'number' || !Number.isFinite(value)) {
+        return { code: 'param_type', message: `must be a finite ${pdef.kind === 'int' ? 'integer' : 'number'}`, expected: pdef.kind, actual };
+      }
+      if (pdef.kind === 'int' && !Number.isInteger(value)) {
+        return { code: 'param_type', message: 'must be an integer', expected: 'int', actual };
+      }
+      if (value < pdef.min || value > pdef.max) {
+        return { code: 'param_range', message: `out of range`, expected: `${pdef.min} … ${pdef.max}`, actual };
+      }
+      return undefined;
+    }
+    case 'bool':
+      return typeof value === 'boolean' ? undefined : { code: 'param_type', message: 'must be true or false', expected: 'bool', actual };
+    case 'enum':
+      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a string', expected: pdef.options.join(' | '), actual };
+      return pdef.options.includes(value) ? undefined : { code: 'param_range', message: 'not one of the options', expected: pdef.options.join(' | '), actual };
+    case 'string':
+      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a string', expected: 'string', actual };
+      if (pdef.maxLength !== undefined && value.length > pdef.maxLength) {
+        return { code: 'param_range', message: 'too long', expected: `≤ ${pdef.maxLength} characters`, actual: `${value.length} characters` };
+      }
+      if (pdef.pattern !== undefined && !new RegExp(pdef.pattern).test(value)) {
+        return { code: 'param_range', message: 'not an allowed value', expected: `text matching /${pdef.pattern}/`, actual };
+      }
+      return undefined;
+    case 'path': {
+      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a path string', expected: 'string', actual };
+      if (value.trim() === '') return { code: 'param_range', message: `a path under the ${pdef.root} root is required`, expected: 'a relative path', actual };
+      if (!isConfined(value)) {
+        return { code: 'path_escape', message: `path escapes the ${pdef.root} root`, expected: `a relative path inside the ${pdef.root} folder`, actual };
+      }
+      if (pdef.extensions && !pdef.extensions.some((e) => value.toLowerCase().endsWith(e))) {
+        return { code: 'param_range', message: 'wrong file type', expected: pdef.extensions.join(' | '), actual };
+      }
+      return undefined;
+    }
+  }
+}
+
+/** True when a user-given relative path stays inside its root (lexically: no absolute path, no `..` escape). */
+export function isConfined(rel: string): boolean {
+  if (rel.includes('\0') || path.isAbsolute(rel) || /^[a-zA-Z]:/.test(rel)) return false;
+  const normal = path.posix.normalize(rel.replaceAll('\\', '/'));
+  return normal !== '..' && !normal.startsWith('../');
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
+}
+
+/** Nodes on cycles, one list per strongly connected component that loops (Tarjan). */
+function findCycles(graph: Graph): string[][] {
+  const succ = new Map<string, string[]>();
+  for (const [id, node] of Object.entries(graph.nodes)) {
+    for (const link of Object.values(node.inputs ?? {})) {
+      if (!graph.nodes[link.node]) continue;
+      const list = succ.get(link.node) ?? [];
+      list.push(id);
+      succ.set(link.node, list);
+    }
+  }
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const onStack = new Set<string>();
+  const stack: string[] = [];
+  const cycles: string[][] = [];
+  const visit = (v: string): void => {
+    idx.set(v, index);
+    low.set(v, index);
+    index++;
+    stack.push(v);
+    onStack.add(v);
+    for (const w of succ.get(v) ?? []) {
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+      }
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp: string[] = [];
+      let w: string | undefined;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      const selfLoop = (succ.get(v) ?? []).includes(v);
+      if (comp.length > 1 || selfLoop) cycles.push(comp.reverse());
+    }
+  };
+  for (const id of Object.keys(graph.nodes)) if (!idx.has(id)) visit(id);
+  return cycles;
+}

@@ -1,0 +1,14 @@
+import { Decode } from '../../../nodes/index.js';
+import { implement } from '../types.js';
+
+export const decode = implement(Decode, {
+  kind: 'once',
+  cacheable: true,
+  async run(inputs, _params, ctx) {
+    const { model, latent } = inputs;
+    if (latent.shape[1] !== model.info.latentChannels) {
+      throw ctx.error(`latent has ${latent.shape[1]} channels but this VAE decodes ${model.info.latentChannels}`, 'inputs.latent');
+    }
+    return { image: { ...(await model.decode(latent)), model } };
+  },
+});

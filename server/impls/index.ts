@@ -1,0 +1,30 @@
+import type { NodeType } from '../../nodes/index.js';
+import { encodePrompt } from './conditioning/encode-prompt.js';
+import { blendNoise } from './fusion/blend-noise.js';
+import { saliencyMask } from './fusion/saliency-mask.js';
+import { switchAtTimestep } from './fusion/switch-at-timestep.js';
+import { decode } from './image/decode.js';
+import { saveImage } from './image/save-image.js';
+import { loadLatent } from './latent/load-latent.js';
+import { noiseLatent } from './latent/noise-latent.js';
+import { saveLatent } from './latent/save-latent.js';
+import { loadModel } from './model/load-model.js';
+import { ddimStep } from './sampling/ddim-step.js';
+import { predictNoise } from './sampling/predict-noise.js';
+import type { NodeImpl } from './types.js';
+
+/** The server-side implementation of every node type; the type makes a missing one a compile error. */
+export const IMPLEMENTATIONS: Readonly<Record<NodeType, NodeImpl>> & Readonly<Record<string, NodeImpl | undefined>> = {
+  LoadModel: loadModel,
+  EncodePrompt: encodePrompt,
+  NoiseLatent: noiseLatent,
+  LoadLatent: loadLatent,
+  SaveLatent: saveLatent,
+  PredictNoise: predictNoise,
+  DDIMStep: ddimStep,
+  SaliencyMask: saliencyMask,
+  BlendNoise: blendNoise,
+  SwitchAtTimestep: switchAtTimestep,
+  Decode: decode,
+  SaveImage: saveImage,
+};

@@ -1,0 +1,29 @@
+import { readFile } from 'node:fs/promises';
+import { LoadLatent } from '../../../nodes/index.js';
+import { decodeNpy } from '../../sd/npy.js';
+import { resolveInRoot } from '../paths.js';
+import { implement } from '../types.js';
+
+export const loadLatent = implement(LoadLatent, {
+  kind: 'once',
+  // The file may change between runs while its name stays the same.
+  cacheable: false,
+  async run(_inputs, params, ctx) {
+    const file = resolveInRoot(ctx.roots.input, params.path);
+    if (!file) throw ctx.error(`path "${params.path}" escapes the input folder`, 'params.path');
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw ctx.error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'params.path');
+    }
+    let latent;
+    try {
+      latent = decodeNpy(bytes, file);
+    } catch (err) {
+      throw ctx.error((err as Error).message, 'params.path');
+    }
+    if (latent.shape.length !== 4) throw ctx.error(`${file}: expected a 4-d latent [B, C, H, W], got shape [${latent.shape.join(', ')}]`, 'params.path');
+    return { latent };
+  },
+});

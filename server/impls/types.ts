@@ -1,0 +1,92 @@
+import type { InputDef, NodeDef, OutputDef, ParamValues } from '../../nodes/define.js';
+import type { Graph } from '../../nodes/graph-format.js';
+import type { ExecutionEvent, OutputFile } from '../engine/events.js';
+import type { ModelManager } from '../runtime/model-manager.js';
+import type { SdModel, Tensor32 } from '../sd/sd-model.js';
+
+/** The state a DDIMStep loop hands to per-step (NOISE/SALIENCY) nodes at one timestep. */
+export interface StepContext {
+  /** Identifies the loop; per-step results are memoised per loop and step. */
+  readonly loop: string;
+  readonly index: number;
+  readonly steps: number;
+  /** DDPM timestep of this step (e.g. 991 … 1). */
+  readonly t: number;
+  readonly x: Tensor32;
+  readonly memo: Map<string, Promise<unknown>>;
+}
+
+export type StepFn<T> = (step: StepContext) => Promise<T>;
+
+/** A guided noise prediction, with the parts saliency needs when it came from a PredictNoise node. */
+export interface NoiseValue {
+  readonly eps: Float32Array;
+  readonly shape: readonly number[];
+  readonly parts?: { readonly uncond: Float32Array; readonly cond: Float32Array; readonly scale: number; readonly node: string };
+}
+
+export interface Conditioning extends Tensor32 {
+  readonly modelKey: string;
+}
+
+export interface Images extends Tensor32 {
+  /** The model whose VAE decoded them (recorded in PNG metadata). */
+  readonly model: SdModel;
+}
+
+/** The runtime value carried by each socket type. */
+export interface SocketValues {
+  MODEL: SdModel;
+  CONDITIONING: Conditioning;
+  LATENT: Tensor32;
+  NOISE: StepFn<NoiseValue>;
+  SALIENCY: StepFn<Float32Array>;
+  IMAGE: Images;
+}
+
+export type InputValues<I extends Record<string, InputDef>> = {
+  [K in keyof I]: I[K] extends { optional: true } ? SocketValues[I[K]['type']] | undefined : SocketValues[I[K]['type']];
+};
+export type OutputValues<O extends Record<string, OutputDef>> = { [K in keyof O]: SocketValues[O[K]['type']] };
+
+/** What a node implementation may use while it runs. */
+export interface RunContext {
+  readonly node: string;
+  readonly nodeType: string;
+  readonly graph: Graph;
+  readonly roots: { readonly models: string; readonly input: string; readonly output: string };
+  readonly models: ModelManager;
+  readonly signal: AbortSignal;
+  readonly previewEvery: number;
+  emit(event: ExecutionEvent): void;
+  /** Loads a model for this run; it is released when the run ends. */
+  acquireModel(absDir: string, provider: string): Promise<SdModel>;
+  /** Every model the run has loaded so far (for PNG metadata). */
+  loadedModels(): readonly SdModel[];
+  recordOutput(file: OutputFile): void;
+  /** Throws RunCancelledError once the run's signal is aborted. */
+  checkCancelled(): void;
+  /** A clear per-node error to throw; `field` names the param or input at fault. */
+  error(message: string, field?: string): Error;
+}
+
+/** A node computed once per run (or reused from the cross-run cache when `cacheable`). */
+export interface OnceImpl<D extends NodeDef = NodeDef> {
+  readonly kind: 'once';
+  /** Whether its outputs may be reused by a later run with the same params and upstream. */
+  readonly cacheable: boolean;
+  run(inputs: InputValues<D['inputs']>, params: ParamValues<D['params']>, ctx: RunContext): Promise<OutputValues<D['outputs']>>;
+}
+
+/** A node evaluated inside a sampling loop, at most once per step and only when a consumer asks. */
+export interface PerStepImpl<D extends NodeDef = NodeDef> {
+  readonly kind: 'per-step';
+  evaluate(step: StepContext, inputs: InputValues<D['inputs']>, params: ParamValues<D['params']>, ctx: RunContext): Promise<unknown>;
+}
+
+export type NodeImpl<D extends NodeDef = NodeDef> = OnceImpl<D> | PerStepImpl<D>;
+
+/** Ties an implementation to its definition so params and sockets are typed from it. */
+export function implement<D extends NodeDef>(_def: D, impl: NodeImpl<D>): NodeImpl<NodeDef> {
+  return impl as unknown as NodeImpl<NodeDef>;
+}

@@ -1,0 +1,128 @@
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { findModelFolders, inspectModelFolder } from '../sd/model-folder.js';
+import { SdModel } from '../sd/sd-model.js';
+import type { ProviderChoice } from './providers.js';
+import { providerCandidates } from './providers.js';
+
+export interface ModelManagerOptions {
+  /** Evict least-recently-used idle models when their files' total size would exceed this. */
+  readonly maxBytes?: number;
+  /** intra-op threads per session worker. */
+  readonly threads?: number;
+}
+
+export interface ModelListing {
+  readonly path: string;
+  readonly bytes: number;
+  readonly parts: readonly string[];
+  readonly loaded: boolean;
+  readonly provider?: string;
+  readonly latentChannels?: number;
+  readonly vaeFactor?: number;
+  readonly scalingFactor?: number;
+  readonly dtypes?: Readonly<Record<string, string>>;
+  readonly error?: string;
+}
+
+interface Entry {
+  readonly model: Promise<SdModel>;
+  users: number;
+  bytes: number;
+}
+
+/**
+ * Owns every loaded model: one per (folder, provider), created once and shared by all nodes and runs, released
+ * least-recently-used when the memory budget would be exceeded.
+ */
+export class ModelManager {
+  private readonly entries = new Map<string, Entry>();
+  private readonly threads: number;
+
+  constructor(private readonly options: ModelManagerOptions = {}) {
+    this.threads = options.threads ?? availableParallelism();
+  }
+
+  /** Loads (or reuses) a model and marks it in use until `release` is called. */
+  async acquire(absDir: string, provider: ProviderChoice): Promise<SdModel> {
+    const key = `${path.resolve(absDir)}|${provider}`;
+    let entry = this.entries.get(key);
+    if (entry) {
+      this.entries.delete(key); // re-insert: Map order is the LRU order
+      this.entries.set(key, entry);
+    } else {
+      const model = (async () => SdModel.load(key, await inspectModelFolder(absDir), providerCandidates(provider), this.threads))();
+      entry = { model, users: 0, bytes: 0 };
+      this.entries.set(key, entry);
+      model.then(
+        (m) => {
+          entry!.bytes = m.folder.bytes;
+        },
+        () => this.entries.delete(key),
+      );
+    }
+    entry.users++;
+    try {
+      const model = await entry.model;
+      await this.evict(key);
+      return model;
+    } catch (err) {
+      entry.users--;
+      throw err;
+    }
+  }
+
+  release(model: SdModel): void {
+    const entry = this.entries.get(model.key);
+    if (entry && entry.users > 0) entry.users--;
+  }
+
+  private async evict(keep: string): Promise<void> {
+    const max = this.options.maxBytes;
+    if (max === undefined) return;
+    let total = [...this.entries.values()].reduce((s, e) => s + e.bytes, 0);
+    for (const [key, entry] of [...this.entries]) {
+      if (total <= max) break;
+      if (key === keep || entry.users > 0 || entry.bytes === 0) continue;
+      this.entries.delete(key);
+      total -= entry.bytes;
+      await (await entry.model).dispose();
+    }
+  }
+
+  loadedKeys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  async listModels(root: string): Promise<ModelListing[]> {
+    const loaded = new Map<string, SdModel>();
+    for (const entry of this.entries.values()) {
+      const m = await entry.model.catch(() => null);
+      if (m) loaded.set(path.resolve(m.folder.dir), m);
+    }
+    const result: ModelListing[] = [];
+    for (const rel of await findModelFolders(root)) {
+      const dir = path.join(root, rel);
+      try {
+        const folder = await inspectModelFolder(dir);
+        const m = loaded.get(path.resolve(dir));
+        result.push({
+          path: rel,
+          bytes: folder.bytes,
+          parts: Object.keys(folder.parts),
+          loaded: !!m,
+          ...(m ? { provider: m.provider, latentChannels: m.info.latentChannels, vaeFactor: m.info.vaeFactor, scalingFactor: m.info.scalingFactor, dtypes: m.info.dtypes } : {}),
+        });
+      } catch (err) {
+        result.push({ path: rel, bytes: 0, parts: [], loaded: false, error: (err as Error).message });
+      }
+    }
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    const entries = [...this.entries.values()];
+    this.entries.clear();
+    for (const e of entries) await (await e.model.catch(() => null))?.dispose();
+  }
+}

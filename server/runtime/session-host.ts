@@ -1,0 +1,66 @@
+import { Worker } from 'node:worker_threads';
+import type { OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+/** Raised when the worker reports a failure; `file` names the model file when the failure was loading one. */
+export class SessionError extends Error {
+  constructor(message: string, readonly file?: string) {
+    super(message);
+    this.name = 'SessionError';
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** Main-thread handle on one session worker (see session-worker.js). */
+export class SessionHost {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private dead: Error | null = null;
+
+  constructor() {
+    this.worker = new Worker(new URL('./session-worker.js', import.meta.url));
+    this.worker.unref();
+    this.worker.on('message', (res: WorkerResponse) => {
+      const p = this.pending.get(res.id);
+      if (!p) return;
+      this.pending.delete(res.id);
+      if (res.ok) p.resolve(res.result);
+      else p.reject(new SessionError(res.error, res.file));
+    });
+    const fail = (err: Error): void => {
+      this.dead = err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new SessionError(`session worker exited (code ${code})`)));
+  }
+
+  private call(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<unknown> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ ...req, id } as WorkerRequest);
+    }).finally(() => {
+      if (this.pending.size === 0) this.worker.unref();
+    });
+  }
+
+  open(parts: Record<string, string>, providers: readonly Provider[], threads: number): Promise<OpenResult> {
+    return this.call({ op: 'open', parts, providers, threads }) as Promise<OpenResult>;
+  }
+
+  run(part: string, feeds: Record<string, WireTensor>, fetch: readonly string[]): Promise<Record<string, WireTensor>> {
+    return this.call({ op: 'run', part, feeds, fetch }) as Promise<Record<string, WireTensor>>;
+  }
+
+  async close(): Promise<void> {
+    if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
+    await this.worker.terminate();
+  }
+}

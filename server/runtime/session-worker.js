@@ -1,0 +1,114 @@
+// @ts-check
+/**
+ * Worker thread that owns the ONNX Runtime sessions of one model folder. session.run() blocks its thread while it
+ * computes, so each model gets its own thread: the server's event loop stays responsive and two models' UNet calls
+ * can run at the same time. Plain JavaScript (type-checked through JSDoc) so a worker starts without the TypeScript
+ * loader, which would add about 0.4 s to every model load.
+ */
+import { parentPort } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+
+/** @typedef {import('./wire.js').WorkerRequest} WorkerRequest */
+/** @typedef {import('./wire.js').WorkerResponse} WorkerResponse */
+/** @typedef {import('./wire.js').WireTensor} WireTensor */
+/** @typedef {import('./wire.js').Provider} Provider */
+/** @typedef {import('./wire.js').PartMeta} PartMeta */
+/** @typedef {import('./wire.js').OpenResult} OpenResult */
+
+/** @type {Map<string, ort.InferenceSession>} */
+const sessions = new Map();
+
+/** @param {readonly ort.InferenceSession.ValueMetadata[]} list */
+function meta(list) {
+  return list.map((m) => ({ name: m.name, type: m.isTensor ? m.type : 'non-tensor', shape: m.isTensor ? [...m.shape] : [] }));
+}
+
+/**
+ * @param {Readonly<Record<string, string>>} parts
+ * @param {readonly Provider[]} providers
+ * @param {number} threads
+ * @returns {Promise<OpenResult>}
+ */
+async function open(parts, providers, threads) {
+  /** @type {{ provider: Provider; error: string }[]} */
+  const fallbacks = [];
+  for (const [i, provider] of providers.entries()) {
+    /** @type {Map<string, ort.InferenceSession>} */
+    const created = new Map();
+    try {
+      for (const [name, file] of Object.entries(parts)) {
+        try {
+          created.set(name, await ort.InferenceSession.create(file, {
+            executionProviders: [provider],
+            graphOptimizationLevel: 'all',
+            intraOpNumThreads: threads,
+            executionMode: 'sequential',
+          }));
+        } catch (err) {
+          throw Object.assign(new Error(`${file}: ${/** @type {Error} */ (err).message}`), { file });
+        }
+      }
+    } catch (err) {
+      for (const s of created.values()) await s.release();
+      // A broken file fails on every provider, so fall back only while a later provider is left to try.
+      if (i === providers.length - 1) throw err;
+      fallbacks.push({ provider, error: /** @type {Error} */ (err).message });
+      continue;
+    }
+    /** @type {Record<string, PartMeta>} */
+    const result = {};
+    for (const [name, s] of created) {
+      sessions.set(name, s);
+      result[name] = { inputs: meta(s.inputMetadata), outputs: meta(s.outputMetadata) };
+    }
+    return { provider, parts: result, fallbacks };
+  }
+  throw new Error('no execution provider to try');
+}
+
+/**
+ * @param {string} part
+ * @param {Readonly<Record<string, WireTensor>>} feeds
+ * @param {readonly string[]} fetch
+ */
+async function run(part, feeds, fetch) {
+  const session = sessions.get(part);
+  if (!session) throw new Error(`no session for part "${part}"`);
+  /** @type {Record<string, ort.Tensor>} */
+  const ortFeeds = {};
+  for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+  const out = await session.run(ortFeeds, fetch);
+  /** @type {Record<string, WireTensor>} */
+  const result = {};
+  for (const name of fetch) {
+    const t = out[name];
+    if (!t) throw new Error(`output "${name}" missing from ${part}`);
+    result[name] = { type: /** @type {WireTensor['type']} */ (t.type), dims: [...t.dims], data: /** @type {WireTensor['data']} */ (t.data) };
+  }
+  return result;
+}
+
+/** @param {WorkerRequest} req */
+async function handle(req) {
+  switch (req.op) {
+    case 'open':
+      return open(req.parts, req.providers, req.threads);
+    case 'run':
+      return run(req.part, req.feeds, req.fetch);
+    case 'close':
+      for (const s of sessions.values()) await s.release();
+      sessions.clear();
+      return null;
+  }
+}
+
+const port = parentPort;
+if (!port) throw new Error('session-worker must run in a worker thread');
+port.on('message', (/** @type {WorkerRequest} */ req) => {
+  handle(req).then(
+    (result) => port.postMessage(/** @type {WorkerResponse} */ ({ id: req.id, ok: true, result })),
+    (/** @type {Error & { file?: string }} */ err) => {
+      port.postMessage(/** @type {WorkerResponse} */ ({ id: req.id, ok: false, error: err.message ?? String(err), ...(err.file ? { file: err.file } : {}) }));
+    },
+  );
+});

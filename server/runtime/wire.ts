@@ -1,0 +1,38 @@
+/** Messages between the main thread and a session worker. Tensors travel as typed arrays (structured clone). */
+export type TensorType = 'float32' | 'float16' | 'int32' | 'int64';
+
+export interface WireTensor {
+  readonly type: TensorType;
+  readonly dims: readonly number[];
+  readonly data: Float32Array | Uint16Array | Int32Array | BigInt64Array;
+}
+
+export interface ValueMeta {
+  readonly name: string;
+  readonly type: string;
+  /** Numbers for fixed dims, strings for symbolic ones; [] for a scalar. */
+  readonly shape: readonly (number | string)[];
+}
+
+export interface PartMeta {
+  readonly inputs: readonly ValueMeta[];
+  readonly outputs: readonly ValueMeta[];
+}
+
+export type Provider = 'cpu' | 'webgpu' | 'cuda';
+
+export type WorkerRequest =
+  | { readonly id: number; readonly op: 'open'; readonly parts: Readonly<Record<string, string>>; readonly providers: readonly Provider[]; readonly threads: number }
+  | { readonly id: number; readonly op: 'run'; readonly part: string; readonly feeds: Readonly<Record<string, WireTensor>>; readonly fetch: readonly string[] }
+  | { readonly id: number; readonly op: 'close' };
+
+export interface OpenResult {
+  readonly provider: Provider;
+  readonly parts: Readonly<Record<string, PartMeta>>;
+  /** Providers tried before the one that worked, with why they failed. */
+  readonly fallbacks: readonly { provider: Provider; error: string }[];
+}
+
+export type WorkerResponse =
+  | { readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: string; readonly file?: string };

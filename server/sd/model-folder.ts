@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+/** The ONNX parts FuseGraph runs. Found by folder name, never by model_index.json keys (exporters disagree). */
+export const PART_FOLDERS = { textEncoder: 'text_encoder', unet: 'unet', vaeDecoder: 'vae_decoder' } as const;
+export type PartName = keyof typeof PART_FOLDERS;
+
+const EXTERNAL_DATA_NAMES = ['weights.pb', 'model.onnx_data', 'model.onnx.data'];
+
+export class ModelFolderError extends Error {
+  constructor(message: string, readonly file: string) {
+    super(message);
+    this.name = 'ModelFolderError';
+  }
+}
+
+export interface ModelFolder {
+  readonly dir: string;
+  readonly parts: Readonly<Record<PartName, string>>;
+  readonly tokenizerDir: string;
+  readonly schedulerConfigFile: string;
+  /** vae_decoder/config.json, when present. */
+  readonly vaeConfig: Readonly<Record<string, unknown>> | null;
+  readonly unetConfig: Readonly<Record<string, unknown>> | null;
+  /** Bytes on disk of the ONNX files and their external weights: the memory-budget estimate. */
+  readonly bytes: number;
+}
+
+async function readJsonIfExists(file: string): Promise<Record<string, unknown> | null> {
+  if (!existsSync(file)) return null;
+  try {
+    const value: unknown = JSON.parse(await readFile(file, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new ModelFolderError(`${file}: invalid JSON (${(err as Error).message})`, file);
+  }
+}
+
+/** Checks that a folder has every part FuseGraph needs; each missing file is named. */
+export async function inspectModelFolder(dir: string): Promise<ModelFolder> {
+  if (!existsSync(dir) || !(await stat(dir)).isDirectory()) throw new ModelFolderError(`model folder not found: ${dir}`, dir);
+  const missing: string[] = [];
+  const parts = {} as Record<PartName, string>;
+  let bytes = 0;
+  for (const [part, folder] of Object.entries(PART_FOLDERS) as [PartName, string][]) {
+    const file = path.join(dir, folder, 'model.onnx');
+    parts[part] = file;
+    if (!existsSync(file)) {
+      missing.push(file);
+      continue;
+    }
+    bytes += (await stat(file)).size;
+    for (const name of EXTERNAL_DATA_NAMES) {
+      const ext = path.join(dir, folder, name);
+      if (existsSync(ext)) bytes += (await stat(ext)).size;
+    }
+  }
+  const tokenizerDir = path.join(dir, 'tokenizer');
+  for (const f of ['vocab.json', 'merges.txt']) if (!existsSync(path.join(tokenizerDir, f))) missing.push(path.join(tokenizerDir, f));
+  const schedulerConfigFile = path.join(dir, 'scheduler', 'scheduler_config.json');
+  if (!existsSync(schedulerConfigFile)) missing.push(schedulerConfigFile);
+  if (missing.length) {
+    throw new ModelFolderError(`model folder ${dir} is incomplete; missing: ${missing.join(', ')}`, missing[0]!);
+  }
+  return {
+    dir,
+    parts,
+    tokenizerDir,
+    schedulerConfigFile,
+    vaeConfig: await readJsonIfExists(path.join(dir, 'vae_decoder', 'config.json')),
+    unetConfig: await readJsonIfExists(path.join(dir, 'unet', 'config.json')),
+    bytes,
+  };
+}
+
+/** Model folders directly under the models root and one level deeper (e.g. models/demo/general). */
+export async function findModelFolders(root: string): Promise<string[]> {
+  const found: string[] = [];
+  const looksLikeModel = (dir: string): boolean => existsSync(path.join(dir, 'unet', 'model.onnx'));
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      const sub = path.join(dir, e.name);
+      if (looksLikeModel(sub)) found.push(path.relative(root, sub).split(path.sep).join('/'));
+      else if (depth < 2) await walk(sub, depth + 1);
+    }
+  };
+  await walk(root, 0);
+  return found.sort();
+}

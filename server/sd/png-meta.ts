@@ -1,0 +1,86 @@
+import sharp from 'sharp';
+import type { Graph } from '../../nodes/graph-format.js';
+import { validateGraph } from '../engine/validate.js';
+
+/** The keyword of the PNG text chunk that carries a run's graph and provenance. */
+export const PNG_META_KEY = 'fusegraph';
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** iTXt (UTF-8, uncompressed): keyword \0, compression flag 0, method 0, empty language \0, empty translated keyword \0, text. */
+function itxt(keyword: string, text: string): Buffer {
+  return chunk('iTXt', Buffer.concat([Buffer.from(`${keyword}\0\0\0\0\0`, 'latin1'), Buffer.from(text, 'utf8')]));
+}
+
+const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** Encodes interleaved RGB bytes as PNG with `meta` as JSON in a `fusegraph` iTXt chunk before IEND. */
+export async function encodePngWithMetadata(rgb: Uint8Array, width: number, height: number, meta: unknown): Promise<Buffer> {
+  const png = await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  const iend = png.length - 12;
+  return Buffer.concat([png.subarray(0, iend), itxt(PNG_META_KEY, JSON.stringify(meta)), png.subarray(iend)]);
+}
+
+/** Text chunks (tEXt and uncompressed iTXt) by keyword. */
+export function readPngText(png: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  if (png.length < 8 || !png.subarray(0, 8).equals(SIGNATURE)) throw new Error('not a PNG file');
+  let off = 8;
+  while (off + 12 <= png.length) {
+    const len = png.readUInt32BE(off);
+    const type = png.toString('latin1', off + 4, off + 8);
+    const data = png.subarray(off + 8, off + 8 + len);
+    if (off + 12 + len > png.length) throw new Error('truncated PNG chunk');
+    if (type === 'tEXt') {
+      const z = data.indexOf(0);
+      if (z > 0) out.set(data.toString('latin1', 0, z), data.toString('latin1', z + 1));
+    } else if (type === 'iTXt') {
+      const z = data.indexOf(0);
+      // Compressed iTXt is not something FuseGraph writes; skip it rather than guess.
+      if (z > 0 && data[z + 1] === 0) {
+        let p = z + 3;
+        p = data.indexOf(0, p) + 1; // language tag
+        p = data.indexOf(0, p) + 1; // translated keyword
+        if (p > 0) out.set(data.toString('latin1', 0, z), data.toString('utf8', p));
+      }
+    } else if (type === 'IEND') break;
+    off += 12 + len;
+  }
+  return out;
+}
+
+/** The graph a FuseGraph PNG carries, or null when it has none (or an invalid one). */
+export function readGraphFromPng(png: Buffer): Graph | null {
+  const text = readPngText(png).get(PNG_META_KEY);
+  if (!text) return null;
+  try {
+    const meta = JSON.parse(text) as { graph?: unknown };
+    const checked = validateGraph(meta.graph);
+    return checked.graph && checked.issues.length === 0 ? checked.graph : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,230 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fromFloat16Array, toFloat16Array } from '../runtime/float16.js';
+import { SessionHost } from '../runtime/session-host.js';
+import type { PartMeta, Provider, ValueMeta, WireTensor } from '../runtime/wire.js';
+import type { ModelFolder, PartName } from './model-folder.js';
+import { ModelFolderError } from './model-folder.js';
+import type { SchedulerConfig } from './scheduler.js';
+import { parseSchedulerConfig } from './scheduler.js';
+import { ClipTokenizer } from './tokenizer.js';
+
+export interface Tensor32 {
+  readonly data: Float32Array;
+  readonly shape: readonly number[];
+}
+
+export interface ModelInfo {
+  readonly latentChannels: number;
+  readonly vaeFactor: number;
+  readonly scalingFactor: number;
+  readonly hiddenSize: number | null;
+  readonly dtypes: Readonly<Record<string, string>>;
+  readonly parts: Readonly<Record<PartName, PartMeta>>;
+}
+
+function findInput(meta: PartMeta, name: string, file: string): ValueMeta {
+  const m = meta.inputs.find((i) => i.name === name);
+  if (!m) throw new ModelFolderError(`${file}: expected an input named "${name}", found ${meta.inputs.map((i) => i.name).join(', ')}`, file);
+  return m;
+}
+
+function numericDim(meta: ValueMeta | undefined, axis: number): number | null {
+  const d = meta?.shape[axis];
+  return typeof d === 'number' && d > 0 ? d : null;
+}
+
+function numberField(obj: Readonly<Record<string, unknown>> | null, key: string): number | null {
+  const v = obj?.[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/**
+ * A loaded Stable Diffusion model folder: its tokenizer, scheduler config and ONNX sessions (in a worker). All dtypes
+ * and ranks come from the sessions' metadata, so every exporter variant (int32/int64 ids, float/int64/float16 and
+ * scalar/[batch] timesteps, fp16 models) is fed as it declares.
+ */
+export class SdModel {
+  /** UNet calls made so far; runs report the difference. */
+  unetCalls = 0;
+  private hashes: Promise<Record<string, string>> | null = null;
+
+  private constructor(
+    readonly key: string,
+    readonly folder: ModelFolder,
+    readonly provider: Provider,
+    readonly providerFallbacks: readonly { provider: Provider; error: string }[],
+    readonly tokenizer: ClipTokenizer,
+    readonly schedulerConfig: SchedulerConfig,
+    readonly info: ModelInfo,
+    private readonly host: SessionHost,
+  ) {}
+
+  static async load(key: string, folder: ModelFolder, providers: readonly Provider[], threads: number): Promise<SdModel> {
+    const host = new SessionHost();
+    // Sessions load in the worker while this thread reads the tokenizer and scheduler files.
+    const opening = host.open({ ...folder.parts }, providers, threads);
+    try {
+      const [tokenizer, schedulerConfig, opened] = await Promise.all([
+        ClipTokenizer.fromFolder(folder.tokenizerDir),
+        readSchedulerConfig(folder.schedulerConfigFile),
+        opening,
+      ]);
+      const parts = opened.parts as Record<PartName, PartMeta>;
+      const info = SdModel.describe(folder, parts);
+      return new SdModel(key, folder, opened.provider, opened.fallbacks, tokenizer, schedulerConfig, info, host);
+    } catch (err) {
+      await opening.catch(() => undefined);
+      await host.close();
+      const e = err as Error & { file?: string };
+      if (e instanceof ModelFolderError) throw e;
+      throw new ModelFolderError(`cannot load model: ${e.message}`, e.file ?? folder.dir);
+    }
+  }
+
+  private static describe(folder: ModelFolder, parts: Record<PartName, PartMeta>): ModelInfo {
+    const { unet, vaeDecoder, textEncoder } = parts;
+    const sample = findInput(unet, 'sample', folder.parts.unet);
+    findInput(unet, 'timestep', folder.parts.unet);
+    const ehs = findInput(unet, 'encoder_hidden_states', folder.parts.unet);
+    findInput(textEncoder, 'input_ids', folder.parts.textEncoder);
+    const latentIn = findInput(vaeDecoder, 'latent_sample', folder.parts.vaeDecoder);
+    const latentChannels =
+      numericDim(sample, 1) ?? numberField(folder.unetConfig, 'in_channels') ?? numericDim(latentIn, 1) ?? numberField(folder.vaeConfig, 'latent_channels') ?? 4;
+    const blocks = folder.vaeConfig?.block_out_channels;
+    const vaeFactor = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : SdModel.factorFromShapes(vaeDecoder) ?? 8;
+    const dtypes: Record<string, string> = {};
+    for (const [part, meta] of Object.entries(parts)) for (const i of meta.inputs) dtypes[`${part}.${i.name}`] = i.type;
+    return {
+      latentChannels,
+      vaeFactor,
+      scalingFactor: numberField(folder.vaeConfig, 'scaling_factor') ?? 0.18215,
+      hiddenSize: numericDim(ehs, 2),
+      dtypes,
+      parts,
+    };
+  }
+
+  private static factorFromShapes(vae: PartMeta): number | null {
+    const h = numericDim(vae.inputs.find((i) => i.name === 'latent_sample'), 2);
+    const H = numericDim(vae.outputs[0], 2);
+    return h && H ? H / h : null;
+  }
+
+  get name(): string {
+    return path.basename(this.folder.dir);
+  }
+
+  /** Encodes token id rows ([rows][77]) → last_hidden_state [rows, 77, hidden] as float32. */
+  async encodeText(idRows: readonly (readonly number[])[]): Promise<Tensor32> {
+    const meta = findInput(this.info.parts.textEncoder, 'input_ids', this.folder.parts.textEncoder);
+    const len = idRows[0]?.length ?? 0;
+    const flat = idRows.flat();
+    const ids: WireTensor =
+      meta.type === 'int64'
+        ? { type: 'int64', dims: [idRows.length, len], data: BigInt64Array.from(flat, (v) => BigInt(v)) }
+        : { type: 'int32', dims: [idRows.length, len], data: Int32Array.from(flat) };
+    const outName = this.info.parts.textEncoder.outputs.some((o) => o.name === 'last_hidden_state')
+      ? 'last_hidden_state'
+      : this.info.parts.textEncoder.outputs[0]!.name;
+    const out = await this.host.run('textEncoder', { input_ids: ids }, [outName]);
+    return toFloat32(out[outName]!);
+  }
+
+  /** One UNet call on a batch: sample [N,C,h,w], one timestep for all rows, conditioning [N,77,hidden]. */
+  async predict(sample: Tensor32, t: number, context: Tensor32): Promise<Float32Array> {
+    const unet = this.info.parts.unet;
+    const sampleMeta = findInput(unet, 'sample', this.folder.parts.unet);
+    const tMeta = findInput(unet, 'timestep', this.folder.parts.unet);
+    const ehsMeta = findInput(unet, 'encoder_hidden_states', this.folder.parts.unet);
+    const batch = sample.shape[0]!;
+    const tDims = tMeta.shape.length === 0 ? [] : [batch];
+    const tCount = tMeta.shape.length === 0 ? 1 : batch;
+    let timestep: WireTensor;
+    if (tMeta.type === 'int64') timestep = { type: 'int64', dims: tDims, data: new BigInt64Array(tCount).fill(BigInt(Math.round(t))) };
+    else if (tMeta.type === 'float16') timestep = { type: 'float16', dims: tDims, data: toFloat16Array(new Float32Array(tCount).fill(t)) };
+    else if (tMeta.type === 'int32') timestep = { type: 'int32', dims: tDims, data: new Int32Array(tCount).fill(Math.round(t)) };
+    else timestep = { type: 'float32', dims: tDims, data: new Float32Array(tCount).fill(t) };
+    this.unetCalls++;
+    const outName = unet.outputs[0]!.name;
+    const out = await this.host.run(
+      'unet',
+      { sample: floatFeed(sampleMeta, sample), timestep, encoder_hidden_states: floatFeed(ehsMeta, context) },
+      [outName],
+    );
+    return toFloat32(out[outName]!).data;
+  }
+
+  /** Decodes latents one image at a time (as diffusers does; fp16 VAEs misbehave on batches) → [N,3,H,W] in ≈[-1,1]. */
+  async decode(latent: Tensor32): Promise<Tensor32> {
+    const vae = this.info.parts.vaeDecoder;
+    const inMeta = findInput(vae, 'latent_sample', this.folder.parts.vaeDecoder);
+    const [n, c, h, w] = latent.shape as [number, number, number, number];
+    const per = c * h * w;
+    const outName = vae.outputs.some((o) => o.name === 'sample') ? 'sample' : vae.outputs[0]!.name;
+    const images: Float32Array[] = [];
+    let outShape: readonly number[] = [];
+    const scaled = new Float32Array(per);
+    for (let i = 0; i < n; i++) {
+      const src = latent.data.subarray(i * per, (i + 1) * per);
+      for (let j = 0; j < per; j++) scaled[j] = src[j]! / this.info.scalingFactor;
+      const out = await this.host.run('vaeDecoder', { latent_sample: floatFeed(inMeta, { data: scaled, shape: [1, c, h, w] }) }, [outName]);
+      const img = toFloat32(out[outName]!);
+      outShape = img.shape;
+      images.push(img.data);
+    }
+    const data = new Float32Array(images.reduce((s, a) => s + a.length, 0));
+    let off = 0;
+    for (const a of images) {
+      data.set(a, off);
+      off += a.length;
+    }
+    return { data, shape: [n, ...outShape.slice(1)] };
+  }
+
+  /** SHA-256 of each part's model.onnx, computed once per load (written into PNG metadata). */
+  fileHashes(): Promise<Record<string, string>> {
+    this.hashes ??= (async () => {
+      const result: Record<string, string> = {};
+      for (const [part, file] of Object.entries(this.folder.parts)) result[part] = await sha256File(file);
+      return result;
+    })();
+    return this.hashes;
+  }
+
+  async dispose(): Promise<void> {
+    await this.host.close();
+  }
+}
+
+async function readSchedulerConfig(file: string): Promise<SchedulerConfig> {
+  try {
+    return parseSchedulerConfig(JSON.parse(await readFile(file, 'utf8')));
+  } catch (err) {
+    throw new ModelFolderError(`${file}: ${(err as Error).message}`, file);
+  }
+}
+
+function floatFeed(meta: ValueMeta, t: Tensor32): WireTensor {
+  return meta.type === 'float16'
+    ? { type: 'float16', dims: t.shape, data: toFloat16Array(t.data) }
+    : { type: 'float32', dims: t.shape, data: t.data };
+}
+
+function toFloat32(t: WireTensor): Tensor32 {
+  if (t.type === 'float32') return { data: t.data as Float32Array, shape: t.dims };
+  if (t.type === 'float16') return { data: fromFloat16Array(t.data as Uint16Array), shape: t.dims };
+  throw new Error(`unexpected output type ${t.type}`);
+}
+
+function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file)
+      .on('data', (chunk) => h.update(chunk))
+      .on('end', () => resolve(h.digest('hex')))
+      .on('error', reject);
+  });
+}
