@@ -63,7 +63,10 @@ async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
       signal: controller.signal,
       onEvent: progressPrinter(io.err),
     });
-    for (const [key, calls] of Object.entries(result.unetCalls)) io.err.write(`UNet calls ${key.split('|')[0]}: ${calls}\n`);
+    for (const m of result.models) {
+      const skipped = m.fallbacks.map((f) => `${f.provider} unavailable: ${f.error.split('\n')[0]}`).join('; ');
+      io.err.write(`model ${m.folder} on ${m.provider}${skipped ? ` (${skipped})` : ''}: ${result.unetCalls[m.key] ?? 0} UNet calls\n`);
+    }
     io.err.write(`done in ${(result.ms / 1000).toFixed(2)} s\n`);
     for (const o of result.outputs) {
       const rel = path.relative(process.cwd(), o.path);

@@ -24,5 +24,7 @@ export interface RunResult {
   /** UNet calls per model key (folder + provider) made by this run. */
   readonly unetCalls: Readonly<Record<string, number>>;
   readonly cachedNodes: readonly string[];
+  /** Each model the run used, with the execution provider it runs on and why preferred ones were skipped. */
+  readonly models: readonly { readonly key: string; readonly folder: string; readonly provider: string; readonly fallbacks: readonly { provider: string; error: string }[] }[];
   readonly ms: number;
 }

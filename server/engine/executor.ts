@@ -126,7 +126,8 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
   }
   const unetCalls: Record<string, number> = {};
   for (const [m, before] of callsBefore) unetCalls[m.key] = m.unetCalls - before;
-  return { outputs, timings, unetCalls, cachedNodes, ms: performance.now() - started };
+  const usedModels = [...callsBefore.keys()].map((m) => ({ key: m.key, folder: m.folder.dir, provider: m.provider, fallbacks: m.providerFallbacks }));
+  return { outputs, timings, unetCalls, cachedNodes, models: usedModels, ms: performance.now() - started };
 }
 
 function perStepFunction(

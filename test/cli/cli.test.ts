@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { Graph } from '../../nodes/graph-format.js';
+import { NODE_DEFS } from '../../nodes/index.js';
+import { readPngText } from '../../server/sd/png-meta.js';
+import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph } from '../helpers/graphs.js';
+import type { TinyWorkspace } from '../helpers/tiny-models.js';
+import { tinyWorkspace } from '../helpers/tiny-models.js';
+
+const run = promisify(execFile);
+
+/** NumPy: np.save(np.random.RandomState(0).standard_normal((1,4,8,8)).astype(np.float32)) */
+const NUMPY_SEED0_F32 = Buffer.from('k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDEsIDQsIDgsIDgpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAp4zOE/aOHMPpOOej/Lag9AJAzvP+Iuer//OHM/Yv0avmhk0734OdI+KIATPqIluj9e00I/wDD5PQtC4z5d16o+/D2/PwIVUr5pSqA+BaZavy9kI8CMUyc/sUtdP4f+Pb+pQxFAqCi6v0htOz0grT++HDLEP/MTvD+Kqh4+hZ7BPu1FY7+9iv2/iyGyvvIZID4qep0/leeZP7NPxr5tx5q+/DaGvybDtb8QZ9q/ArP5P5F4Ar9GS+C+mVugv5wJRz80lM6/l9hZvkw9Zb8WGMY+IMQCv/Uel79r3ua8UU7bPi46iD2Z3Zo+72Iivza5ub5eJiy/Whe4vlsqUL/U9ty/M681Pju2zb5XqtC/zPHsPrVEaL+yxFQ9rqU6PxkUBD7i15E/xg6ev7n/zT63Ty+/kOxev34vFL/Qg5++oQ1mPaEjlb+RnGY/T2vuPqKjxL8Mf74/f6zyP0Dilj83Pji+bA6Jv0b4hj81bc6+FHmcPwlGVT4EBXo/qHW2PvvhND9HCCw8aJfkPz71AT6N0c0+FQvxP16DrL9Bn6K/Yip4P+golr+UyPg/3sXTvjNZP7/3IvY/goG9PywM7z+L8mc/SXlcvwJ99D+9N4m+yG1NPxt/cj/3uh6+TjQdP70VbD/ZusA+KrmMv62ymD4Dx6k/M88xv8w5Gb5yzN6+rbTsP4IbLD/WntA+OBlFvzwMCj8RoSy/wmACPc/GIr+7Ki0/dZsTP0VMVb5kwco+cemLv4fhvr/z9+A+dawqPmyRIj9yhRhAaMlxP7iuab9k+o4/p2+ov9FU7L5Bwou90E7bP0GoPr96kVO/eqHJvbfZKb+bNZA/MjuKv0Hgkr/zKeC+HP7+vuj69j8+DXM/EU6zPRLbnL8sKFg/DgeAvw+7xb9cEZg/TUaiPme9az9FMKM+QFlbP52pJr8SYoS/+nwuP0GsTb9WhjC/jjvpvnQwjzyxPrW+Z/6vvy3EJL89TA7AKw8gPzoQzb9vXI2/DatVPQBUPb+BgcU/Vnylv+S6iD4F5yC9FoSVv3b1BT/XqS++EZRFPyvRUj91cgpAWROrP2cFvb7RH3W+pcGMP12/Jz+p3yM/avjOv5VHx7yY7zy/R1KPPhIDyb18AWk/bWqiPspMST98zu6+O8dxvwny0b5lbou8LSDCPoWYEEDWFS290Lh0v4Yksb50XO2+vYT2PtY4xb+Bj4E9QEMgPt7AbT616Ri/waFzvqFHtr9slPy++PgKv4ME1T7J/ZO/mfxHP0VLvz+iegTAlj7aPthJLT8TLyO/NmfLvtkRCL4MeJi+8zaevkuH1r+af5M/8TCKP6Q4UL/Ls7u/gmQFP9dmE78sXBE+BH+jvq8IMT8U2zE/', 'base64');
+/** NumPy: np.save(np.arange(24, dtype=np.float64).reshape(2,3,2,2) / 7) */
+const NUMPY_F64 = Buffer.from('k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDMsIDIsIDIpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAJIkSZIkScI/kiRJkiRJ0j/btm3btm3bP5IkSZIkSeI/t23btm3b5j/btm3btm3rPwAAAAAAAPA/kiRJkiRJ8j8lSZIkSZL0P7dt27Zt2/Y/SZIkSZIk+T/btm3btm37P27btm3btv0/AAAAAAAAAEBJkiRJkiQBQJIkSZIkSQJA27Zt27ZtA0AlSZIkSZIEQG7btm3btgVAt23btm3bBkAAAAAAAAAIQEmSJEmSJAlAkiRJkiRJCkA=', 'base64');
+
+async function cli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'bin', 'fusegraph.js'), ...args], { cwd, env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+function latentGraph(): Graph {
+  return {
+    format: 'fusegraph', version: 1,
+    nodes: {
+      model: { type: 'LoadModel', params: { path: 'general', provider: 'cpu' } },
+      noise: { type: 'NoiseLatent', params: { seed: 0, width: 64, height: 64 }, inputs: { model: { node: 'model', output: 'model' } } },
+      save: { type: 'SaveLatent', params: { filename: 'x.npy' }, inputs: { latent: { node: 'noise', output: 'latent' } } },
+    },
+  };
+}
+
+describe('fusegraph CLI', () => {
+  let ws: TinyWorkspace;
+  before(async () => {
+    ws = await tinyWorkspace({ general: { seed: 1 }, cartoon: { seed: 2 } });
+    await mkdir(ws.input, { recursive: true });
+  });
+  after(() => ws.cleanup());
+
+  it('nodes prints every definition', async () => {
+    const r = await cli(['nodes'], ws.root);
+    assert.equal(r.code, 0);
+    const parsed = JSON.parse(r.stdout) as { version: number; nodes: { type: string }[] };
+    assert.deepEqual(parsed.nodes.map((n) => n.type), NODE_DEFS.map((d) => d.type));
+  });
+
+  it('validate exits non-zero and prints every problem', async () => {
+    const g = bundledGraph('txt2img');
+    g.nodes.sample!.params = { steps: 0 };
+    g.nodes.eps!.inputs!.latent = { node: 'noise', output: 'latent' };
+    const file = path.join(ws.root, 'bad.json');
+    await writeFile(file, JSON.stringify(g));
+    const r = await cli(['validate', file], ws.root);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /2 problems/);
+    assert.match(r.stderr, /node "sample", field "params.steps"/);
+    assert.match(r.stderr, /node "eps", field "inputs.latent"/);
+    const ok = await cli(['validate', path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain.json')], ws.root);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  it('runs the cross-domain graph with --set and writes three PNGs carrying the graph', async () => {
+    const out = path.join(ws.root, 'out-cd');
+    const r = await cli([
+      'run', path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain.json'), '--models', ws.models, '--out', out,
+      '--set', 'base_model.path=general', '--set', 'other_model.path=cartoon', '--set', 'noise.width=64', '--set', 'noise.height=64',
+      '--set', 'sample_fused.steps=10', '--set', 'sample_base.steps=10', '--set', 'sample_other.steps=10',
+    ], ws.root);
+    assert.equal(r.code, 0, r.stderr);
+    const files = r.stdout.trim().split('\n');
+    assert.equal(files.length, 3);
+    assert.deepEqual((await readdir(out)).sort(), ['expert_00001.png', 'fused_00001.png', 'general_00001.png']);
+    assert.match(r.stderr, /sample_fused step 10\/10 t=1/);
+    const meta = JSON.parse(readPngText(await readFile(path.join(out, 'fused_00001.png'))).get('fusegraph')!) as {
+      graph: Graph; params: Record<string, Record<string, unknown>>; models: { folder: string; sha256: Record<string, string> }[];
+    };
+    assert.equal(meta.graph.nodes.base_model!.params!.path, 'general');
+    assert.equal(meta.params.sample_fused!.steps, 10);
+    assert.deepEqual(meta.models.map((m) => m.folder).sort(), ['cartoon', 'general']);
+    assert.match(meta.models[0]!.sha256.unet!, /^[0-9a-f]{64}$/);
+
+    // The PNG is a graph: running it again reproduces the same image.
+    const again = path.join(ws.root, 'out-again');
+    const r2 = await cli(['run', path.join(out, 'fused_00001.png'), '--models', ws.models, '--out', again], ws.root);
+    assert.equal(r2.code, 0, r2.stderr);
+    const a = await readFile(path.join(out, 'fused_00001.png'));
+    const b = await readFile(path.join(again, 'fused_00001.png'));
+    assert.equal(a.subarray(0, a.indexOf('iTXt')).toString('hex'), b.subarray(0, b.indexOf('iTXt')).toString('hex'));
+  });
+
+  it('writes .npy latents byte-identical to NumPy and reads them back (float32 and float64)', async () => {
+    const file = path.join(ws.root, 'latent.json');
+    await writeFile(file, JSON.stringify(latentGraph()));
+    const out = path.join(ws.root, 'out-npy');
+    const r = await cli(['run', file, '--models', ws.models, '--out', out], ws.root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((await readFile(path.join(out, 'x.npy'))).equals(NUMPY_SEED0_F32));
+
+    await writeFile(path.join(ws.input, 'f64.npy'), NUMPY_F64);
+    const roundTrip: Graph = {
+      format: 'fusegraph', version: 1,
+      nodes: {
+        load: { type: 'LoadLatent', params: { path: 'f64.npy' } },
+        save: { type: 'SaveLatent', params: { filename: 'back.npy' }, inputs: { latent: { node: 'load', output: 'latent' } } },
+      },
+    };
+    await writeFile(file, JSON.stringify(roundTrip));
+    const r2 = await cli(['run', file, '--input', ws.input, '--out', out], ws.root);
+    assert.equal(r2.code, 0, r2.stderr);
+    const back = await readFile(path.join(out, 'back.npy'));
+    const data = new Float32Array(back.buffer.slice(back.byteOffset + 128, back.byteOffset + back.length));
+    assert.equal(data.length, 24);
+    for (let i = 0; i < 24; i++) assert.equal(data[i], Math.fround(i / 7));
+    assert.match(back.subarray(0, 128).toString('latin1'), /'shape': \(2, 3, 2, 2\)/);
+  });
+
+  it('refuses paths that escape their roots and rejects bad .npy files clearly', async () => {
+    const file = path.join(ws.root, 'escape.json');
+    await writeFile(file, JSON.stringify(latentGraph()));
+    const r = await cli(['run', file, '--models', ws.models, '--set', 'model.path=../../etc'], ws.root);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /node "model", field "params.path": path escapes the models root/);
+
+    await writeFile(path.join(ws.input, 'bad.npy'), Buffer.from('not a numpy file at all'));
+    await writeFile(file, JSON.stringify({
+      format: 'fusegraph', version: 1,
+      nodes: {
+        load: { type: 'LoadLatent', params: { path: 'bad.npy' } },
+        save: { type: 'SaveLatent', inputs: { latent: { node: 'load', output: 'latent' } } },
+      },
+    }));
+    const r2 = await cli(['run', file, '--input', ws.input, '--out', path.join(ws.root, 'o')], ws.root);
+    assert.equal(r2.code, 1);
+    assert.match(r2.stderr, /node "load" \(LoadLatent\), field "params.path"/);
+    const r3 = await cli(['run', file, '--input', ws.input, '--set', 'load.path=../secret.npy'], ws.root);
+    assert.equal(r3.code, 1);
+    assert.match(r3.stderr, /path escapes the input root/);
+  });
+
+  it('--set rejects unknown nodes and malformed assignments', async () => {
+    const g = path.join(REPO_ROOT, 'graphs', 'txt2img.json');
+    assert.match((await cli(['validate', g, '--set', 'ghost.steps=3'], ws.root)).stderr, /no node "ghost"/);
+    assert.match((await cli(['validate', g, '--set', 'sample'], ws.root)).stderr, /expected NODE.PARAM=VALUE/);
+    const typed = await cli(['validate', g, '--set', 'sample.steps="ten"'], ws.root);
+    assert.equal(typed.code, 1);
+    assert.match(typed.stderr, /params.steps/);
+  });
+
+  it('tokenize and schedule print JSON', async () => {
+    const t = await cli(['tokenize', TOKENIZER_FIXTURE, 'a photo of an astronaut riding a horse on mars'], ws.root);
+    const ids = JSON.parse(t.stdout) as number[];
+    assert.equal(ids.length, 77);
+    assert.deepEqual(ids.slice(0, 13), [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407, 49407]);
+    const s = await cli(['schedule', path.join(ws.models, 'general', 'scheduler', 'scheduler_config.json'), '--steps', '100'], ws.root);
+    const sched = JSON.parse(s.stdout) as { timesteps: number[]; alphas_cumprod: number[]; prev_alphas_cumprod: number[] };
+    assert.equal(sched.timesteps.length, 100);
+    assert.equal(sched.timesteps[0], 991);
+    assert.equal(sched.timesteps[99], 1);
+    assert.ok(Math.abs(sched.prev_alphas_cumprod[99]! - 0.99915) < 1e-6);
+  });
+});
