@@ -1,0 +1,55 @@
+import express, { type Express } from 'express';
+import { requireSameOrigin, requireToken } from './auth.js';
+import { clientRoutes } from './client-static.js';
+import { errorMiddleware } from './error-middleware.js';
+import { HttpError } from './http-error.js';
+import { filesRoutes } from './routes/files.js';
+import { graphFromPngRoutes } from './routes/graph-from-png.js';
+import { graphsRoutes } from './routes/graphs.js';
+import { modelsRoutes } from './routes/models.js';
+import { nodesRoutes } from './routes/nodes.js';
+import { queueRoutes } from './routes/queue.js';
+import { runsRoutes } from './routes/runs.js';
+import type { RunQueue } from './run-queue.js';
+
+export interface AppDeps {
+  readonly queue: RunQueue;
+  readonly listModels: () => Promise<unknown[]>;
+  readonly outputRoot: string;
+  readonly graphsDir: string;
+  readonly clientDir: string;
+  readonly token: string | undefined;
+  readonly bodyLimit: string;
+  readonly pngLimit: string;
+  readonly log: (message: string, err?: unknown) => void;
+}
+
+/** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((_req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
+
+  const api = express.Router();
+  api.use(requireSameOrigin(deps.token));
+  api.use(requireToken(deps.token));
+  api.use(express.json({ limit: deps.bodyLimit }));
+  api.use(nodesRoutes());
+  api.use(modelsRoutes(deps.listModels));
+  api.use(runsRoutes(deps.queue));
+  api.use(queueRoutes(deps.queue));
+  api.use(filesRoutes(deps.outputRoot));
+  api.use(graphsRoutes(deps.graphsDir, deps.log));
+  api.use(graphFromPngRoutes(deps.pngLimit));
+  api.use((req, _res, next) => {
+    next(new HttpError(404, 'not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`));
+  });
+
+  app.use('/api', api);
+  app.use(clientRoutes(deps.clientDir));
+  app.use(errorMiddleware(deps.log));
+  return app;
+}

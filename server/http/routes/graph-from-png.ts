@@ -1,0 +1,30 @@
+import express, { Router } from 'express';
+import { validateGraph } from '../../engine/validate.js';
+import { readGraphFromPng } from '../../sd/png-meta.js';
+import { HttpError } from '../http-error.js';
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** Dropping an output PNG on the editor gives back the graph that made it; the server parses it so clients need no PNG code. */
+export function graphFromPngRoutes(limit: string): Router {
+  const router = Router();
+  router.post('/graph-from-png', express.raw({ type: 'image/png', limit }), (req, res) => {
+    const body: unknown = req.body;
+    if (!Buffer.isBuffer(body) || body.length === 0) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the PNG bytes as the body with "Content-Type: image/png"');
+    }
+    if (body.length < PNG_SIGNATURE.length || !body.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) {
+      throw new HttpError(400, 'not_png', 'the body is not a PNG file');
+    }
+    let graph: ReturnType<typeof readGraphFromPng>;
+    try {
+      graph = readGraphFromPng(body);
+    } catch (err) {
+      throw new HttpError(422, 'no_graph', `the PNG could not be read: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (graph === null) throw new HttpError(422, 'no_graph', 'the PNG carries no FuseGraph graph');
+    // The graph may predate today's nodes or models; the editor shows these issues instead of refusing the file.
+    res.json({ graph, issues: validateGraph(graph).issues });
+  });
+  return router;
+}

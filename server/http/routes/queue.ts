@@ -1,0 +1,17 @@
+import { Router } from 'express';
+import type { RunQueue } from '../run-queue.js';
+
+export function queueRoutes(queue: RunQueue): Router {
+  const router = Router();
+  router.get('/queue', (_req, res) => {
+    res.json(queue.state());
+  });
+  // Pausing lets the running runs finish and keeps the flag across restarts (ComfyUI #1032).
+  router.post('/queue/pause', (_req, res) => {
+    res.json(queue.pause());
+  });
+  router.post('/queue/resume', (_req, res) => {
+    res.json(queue.resume());
+  });
+  return router;
+}

@@ -1,0 +1,77 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { validateGraph } from '../../engine/validate.js';
+import { HttpError, notFound } from '../http-error.js';
+import type { RunQueue } from '../run-queue.js';
+import { CLIENT_ID } from '../ws-frames.js';
+
+const SubmitBody = z.strictObject({
+  graph: z.unknown(),
+  client_id: CLIENT_ID.optional(),
+});
+
+const ListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  before: z.string().min(1).max(100).optional(),
+});
+
+function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new HttpError(400, 'bad_request', `invalid ${what}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+export function runsRoutes(queue: RunQueue): Router {
+  const router = Router();
+
+  router.post('/runs', (req, res) => {
+    if (req.body === undefined) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the run as JSON with "Content-Type: application/json"');
+    }
+    const body = parseOr400(SubmitBody, req.body, 'request body');
+    if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
+    // Nothing is queued unless the whole graph is valid; every issue comes back at once (ComfyUI A7.4).
+    const validated = validateGraph(body.graph);
+    if (validated.issues.length > 0 || validated.graph === null) {
+      const n = validated.issues.length;
+      throw new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, {
+        issues: validated.issues,
+      });
+    }
+    const queued = queue.submit(validated.graph, body.client_id ?? null);
+    res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
+  });
+
+  router.get('/runs', (req, res) => {
+    const q = parseOr400(ListQuery, req.query, 'query');
+    if (q.before !== undefined && !queue.summaryOf(q.before)) throw new HttpError(400, 'bad_request', `"before" names no run: ${q.before}`);
+    const runs = queue.list(q.limit, q.before);
+    const last = runs.at(-1);
+    res.json({ runs, next_before: runs.length === q.limit && last ? last.id : null });
+  });
+
+  router.get('/runs/:id', (req, res) => {
+    const run = queue.detail(req.params.id);
+    if (!run) throw notFound(`run ${req.params.id}`);
+    res.json(run);
+  });
+
+  router.delete('/runs/:id', (req, res) => {
+    const result = queue.cancel(req.params.id);
+    switch (result.outcome) {
+      case 'not_found':
+        throw notFound(`run ${req.params.id}`);
+      case 'finished':
+        throw new HttpError(409, 'run_finished', `run ${req.params.id} already finished (${result.run.status})`, { run: result.run });
+      case 'cancelled':
+        res.json(result.run);
+        return;
+      case 'cancelling':
+        // The engine stops within one sampling step; the 'cancelled' event and GET tell when.
+        res.status(202).json(result.run);
+        return;
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto';
+import type { Graph } from '../../nodes/graph-format.js';
+import { RunCancelledError } from '../engine/errors.js';
+import type { ExecutionEvent, RunResult } from '../engine/events.js';
+import { LiveRun, toRunOutput } from './live-run.js';
+import { toRunError } from './run-error.js';
+import type { RunStore, StoredRunMeta } from './run-store.js';
+import type { RunDetail, RunEvent, RunEventListener, RunSummary, RunTimings } from './run-types.js';
+
+/** How the queue runs one graph; start.ts binds it to executeGraph with the shared models and cache. */
+export type ExecuteFn = (
+  graph: Graph,
+  ctx: { signal: AbortSignal; onEvent: (e: ExecutionEvent) => void },
+) => Promise<RunResult>;
+
+export interface RunQueueOptions {
+  readonly store: RunStore;
+  readonly execute: ExecuteFn;
+  readonly concurrency: number;
+  /** A run that was running when the server stopped this many times is failed instead of retried (crash loops). */
+  readonly maxAttempts?: number;
+  readonly log: (message: string, err?: unknown) => void;
+}
+
+export type CancelOutcome =
+  | { readonly outcome: 'cancelled' | 'cancelling' | 'finished'; readonly run: RunSummary }
+  | { readonly outcome: 'not_found' };
+
+export interface QueueState {
+  readonly paused: boolean;
+  readonly concurrency: number;
+  readonly running: readonly RunSummary[];
+  readonly pending: readonly RunSummary[];
+}
+
+const PAUSED_KEY = 'queue.paused';
+
+/**
+ * FIFO of runs backed by the store, executed `concurrency` at a time. It owns run state transitions and
+ * turns engine events into run events; transports (HTTP, WebSocket) only read and subscribe.
+ */
+export class RunQueue {
+  private readonly live = new Map<string, LiveRun>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly listeners = new Set<RunEventListener>();
+  private paused: boolean;
+  private closing = false;
+
+  constructor(private readonly opts: RunQueueOptions) {
+    this.paused = opts.store.getSetting(PAUSED_KEY) === 'true';
+  }
+
+  /** Puts runs a previous process left running back in the queue (from scratch), then starts work. */
+  start(): { requeued: string[]; failed: string[] } {
+    const requeued: string[] = [];
+    const failed: string[] = [];
+    const maxAttempts = this.opts.maxAttempts ?? 3;
+    for (const run of this.opts.store.withStatus('running')) {
+      if (run.attempts >= maxAttempts) {
+        this.opts.store.markFinished(run.id, {
+          status: 'error',
+          finished_at: Date.now(),
+          error: { node: null, message: `the server stopped while running this run ${run.attempts} times; not retrying it` },
+        });
+        failed.push(run.id);
+      } else {
+        this.opts.store.requeue(run.id);
+        requeued.push(run.id);
+      }
+    }
+    this.pump();
+    return { requeued, failed };
+  }
+
+  subscribe(listener: RunEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  submit(graph: Graph, clientId: string | null): { run_id: string; position: number } {
+    if (this.closing) throw new Error('the server is shutting down');
+    const id = randomUUID();
+    this.opts.store.insert({ id, graph, client_id: clientId, created_at: Date.now() });
+    const position = this.opts.store.position(id) ?? 0;
+    this.emit({ type: 'queued', run_id: id, position }, clientId);
+    this.pump();
+    return { run_id: id, position };
+  }
+
+  cancel(id: string): CancelOutcome {
+    const live = this.live.get(id);
+    if (live) {
+      live.cancelRequested = true;
+      live.controller.abort();
+      return { outcome: 'cancelling', run: this.summaryOf(id)! };
+    }
+    const run = this.opts.store.getMeta(id);
+    if (!run) return { outcome: 'not_found' };
+    if (run.status !== 'queued') return { outcome: 'finished', run: this.summarize([run])[0]! };
+    if (this.opts.store.markFinished(id, { status: 'cancelled', finished_at: Date.now() })) {
+      this.emit({ type: 'cancelled', run_id: id }, run.client_id);
+    }
+    return { outcome: 'cancelled', run: this.summaryOf(id)! };
+  }
+
+  pause(): QueueState {
+    this.paused = true;
+    this.opts.store.setSetting(PAUSED_KEY, 'true');
+    return this.state();
+  }
+
+  resume(): QueueState {
+    this.paused = false;
+    this.opts.store.setSetting(PAUSED_KEY, 'false');
+    this.pump();
+    return this.state();
+  }
+
+  state(): QueueState {
+    return {
+      paused: this.paused,
+      concurrency: this.opts.concurrency,
+      running: this.summarize(this.opts.store.withStatus('running')),
+      pending: this.summarize(this.opts.store.withStatus('queued')),
+    };
+  }
+
+  summaryOf(id: string): RunSummary | undefined {
+    const run = this.opts.store.getMeta(id);
+    return run ? this.summarize([run])[0] : undefined;
+  }
+
+  detail(id: string): RunDetail | undefined {
+    const run = this.opts.store.get(id);
+    const summary = run ? this.summarize([run])[0] : undefined;
+    return run && summary ? { ...summary, graph: run.graph } : undefined;
+  }
+
+  list(limit: number, before?: string): RunSummary[] {
+    return this.summarize(this.opts.store.list(limit, before));
+  }
+
+  listByClient(clientId: string, limit: number): RunSummary[] {
+    return this.summarize(this.opts.store.listByClient(clientId, limit));
+  }
+
+  /** Queued and running runs, oldest first. */
+  active(): RunSummary[] {
+    return this.summarize([...this.opts.store.withStatus('running'), ...this.opts.store.withStatus('queued')]);
+  }
+
+  livePreview(id: string): LiveRun['preview'] {
+    return this.live.get(id)?.preview ?? null;
+  }
+
+  /**
+   * Stops taking work and aborts running runs; they stay queued in the store, so the next start re-runs
+   * them. Waits up to `graceMs` for the engine to notice the abort.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    for (const live of this.live.values()) live.controller.abort();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([Promise.allSettled([...this.inFlight]), grace]);
+    clearTimeout(timer);
+    this.listeners.clear();
+  }
+
+  private summarize(runs: readonly StoredRunMeta[]): RunSummary[] {
+    const queued = new Map(this.opts.store.queuedIds().map((id, i) => [id, i]));
+    return runs.map((run) => {
+      const live = this.live.get(run.id);
+      return {
+        id: run.id,
+        status: run.status,
+        client_id: run.client_id,
+        created_at: run.created_at,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        position: queued.get(run.id) ?? null,
+        outputs: live ? [...live.outputs] : run.outputs,
+        error: run.error,
+        timings: run.timings,
+        progress: live?.progress ?? null,
+        node_states: live ? { ...live.nodeStates } : run.node_states,
+        cancel_requested: live?.cancelRequested ?? false,
+      };
+    });
+  }
+
+  private emit(event: RunEvent, clientId: string | null): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event, { client_id: clientId });
+      } catch (err) {
+        this.opts.log('a run event listener failed', err);
+      }
+    }
+  }
+
+  private pump(): void {
+    while (!this.paused && !this.closing && this.live.size < this.opts.concurrency) {
+      const next = this.opts.store.nextQueued();
+      if (!next) return;
+      const startedAt = Date.now();
+      this.opts.store.markStarted(next.id, startedAt);
+      const live = new LiveRun(next.id, next.client_id, next.created_at, startedAt);
+      this.live.set(next.id, live);
+      this.emit({ type: 'started', run_id: next.id }, next.client_id);
+      const p: Promise<void> = this.execute(next.graph, live)
+        .catch((err: unknown) => this.opts.log(`run ${next.id} could not be recorded`, err))
+        .finally(() => {
+          this.inFlight.delete(p);
+          this.live.delete(next.id);
+          this.pump();
+        });
+      this.inFlight.add(p);
+    }
+  }
+
+  private async execute(graph: Graph, live: LiveRun): Promise<void> {
+    const { store } = this.opts;
+    let result: RunResult;
+    try {
+      result = await this.opts.execute(graph, {
+        signal: live.controller.signal,
+        onEvent: (e) => this.onEngineEvent(live, e),
+      });
+    } catch (err) {
+      this.fail(live, err);
+      return;
+    }
+    const outputs = result.outputs.map(toRunOutput);
+    const timings: RunTimings = {
+      queue_ms: live.startedAt - live.createdAt,
+      run_ms: Date.now() - live.startedAt,
+      nodes: result.timings,
+    };
+    const recorded = store.markFinished(live.id, {
+      status: 'done', finished_at: Date.now(), outputs, timings, node_states: live.nodeStates,
+    });
+    if (recorded) this.emit({ type: 'done', run_id: live.id, outputs, timings }, live.clientId);
+  }
+
+  private fail(live: LiveRun, err: unknown): void {
+    const { store } = this.opts;
+    const aborted = live.controller.signal.aborted;
+    if (this.closing && aborted && !live.cancelRequested) {
+      store.requeue(live.id);
+      return;
+    }
+    if (aborted || err instanceof RunCancelledError) {
+      live.settleRunning('cancelled');
+      const finished_at = Date.now();
+      const timings: RunTimings = { queue_ms: live.startedAt - live.createdAt, run_ms: finished_at - live.startedAt, nodes: {} };
+      if (store.markFinished(live.id, { status: 'cancelled', finished_at, outputs: live.outputs, timings, node_states: live.nodeStates })) {
+        this.emit({ type: 'cancelled', run_id: live.id }, live.clientId);
+      }
+      return;
+    }
+    const error = toRunError(err);
+    if (error.node === null) this.opts.log(`run ${live.id} failed outside any node`, err);
+    if (error.node !== null) live.nodeStates[error.node] = 'error';
+    live.settleRunning('error');
+    const finished_at = Date.now();
+    const timings: RunTimings = { queue_ms: live.startedAt - live.createdAt, run_ms: finished_at - live.startedAt, nodes: {} };
+    if (store.markFinished(live.id, { status: 'error', finished_at, outputs: live.outputs, error, timings, node_states: live.nodeStates })) {
+      this.emit(
+        { type: 'error', run_id: live.id, node: error.node, message: error.message, ...(error.details !== undefined ? { details: error.details } : {}) },
+        live.clientId,
+      );
+    }
+  }
+
+  private onEngineEvent(live: LiveRun, e: ExecutionEvent): void {
+    const run_id = live.id;
+    switch (e.type) {
+      case 'node_started':
+        live.nodeStates[e.node] = 'running';
+        this.emit({ type: 'node_started', run_id, node: e.node }, live.clientId);
+        return;
+      case 'node_cached':
+        live.nodeStates[e.node] = 'cached';
+        this.emit({ type: 'node_cached', run_id, node: e.node }, live.clientId);
+        return;
+      case 'progress':
+        live.progress = { node: e.node, step: e.step, steps: e.steps, t: e.t };
+        this.emit({ type: 'progress', run_id, node: e.node, step: e.step, steps: e.steps, t: e.t }, live.clientId);
+        return;
+      case 'preview': {
+        const image = `data:image/png;base64,${e.png.toString('base64')}`;
+        live.preview = { node: e.node, step: e.step, steps: e.steps, image };
+        this.emit({ type: 'preview', run_id, node: e.node, step: e.step, steps: e.steps, image }, live.clientId);
+        return;
+      }
+      case 'node_done':
+        live.nodeStates[e.node] = 'done';
+        this.emit({ type: 'node_done', run_id, node: e.node, ms: e.ms }, live.clientId);
+        return;
+      case 'output': {
+        const outputs = e.files.map(toRunOutput);
+        live.outputs.push(...outputs);
+        const ref = (o: (typeof outputs)[number]) => ({ name: o.name, url: o.url });
+        this.emit({
+          type: 'output', run_id, node: e.node,
+          images: outputs.filter((o) => o.kind === 'image').map(ref),
+          latents: outputs.filter((o) => o.kind === 'latent').map(ref),
+        }, live.clientId);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,150 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import WebSocket from 'ws';
+import type { Graph } from '../../nodes/graph-format.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../server/http/start.js';
+import { txt2imgGraph } from '../helpers/graphs.js';
+import { tinyWorkspace } from '../helpers/tiny-models.js';
+
+export const TINY_MODEL = 'tiny';
+
+/** A temp folder with a tiny real ONNX model under models/tiny and empty input/output/data folders. */
+export interface Sandbox {
+  readonly root: string;
+  readonly modelsRoot: string;
+  readonly inputRoot: string;
+  readonly outputRoot: string;
+  readonly dataDir: string;
+  remove(): Promise<void>;
+}
+
+export async function makeSandbox(): Promise<Sandbox> {
+  const ws = await tinyWorkspace({ [TINY_MODEL]: {} });
+  await mkdir(ws.input, { recursive: true });
+  return {
+    root: ws.root,
+    modelsRoot: ws.models,
+    inputRoot: ws.input,
+    outputRoot: ws.output,
+    dataDir: path.join(ws.root, 'data'),
+    remove: ws.cleanup,
+  };
+}
+
+export const quiet = (): void => {};
+
+export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise<RunningServer> {
+  return startServer({
+    port: 0,
+    modelsRoot: s.modelsRoot,
+    inputRoot: s.inputRoot,
+    outputRoot: s.outputRoot,
+    dataDir: s.dataDir,
+    graphsDir: path.join(s.root, 'graphs'),
+    clientDir: path.join(s.root, 'client'),
+    previewEvery: 2,
+    log: quiet,
+    ...extra,
+  });
+}
+
+/** The shared small txt2img graph (64×64, 4 steps by default) on the sandbox's tiny model, or on `model`. */
+export function txt2img(o: { steps?: number; seed?: number; size?: number; model?: string; prompt?: string } = {}): Graph {
+  return txt2imgGraph(o.model ?? TINY_MODEL, o);
+}
+
+export interface JsonResponse<T = Record<string, unknown>> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: T;
+}
+
+/** fetch with a JSON body in and out; non-JSON answers come back as { text }. */
+export async function api<T = Record<string, unknown>>(
+  base: string,
+  route: string,
+  init: { method?: string; body?: unknown; headers?: Record<string, string>; raw?: string | Buffer } = {},
+): Promise<JsonResponse<T>> {
+  const headers: Record<string, string> = { ...init.headers };
+  let body: string | Uint8Array | undefined = init.raw === undefined || typeof init.raw === 'string' ? init.raw : new Uint8Array(init.raw);
+  if (init.body !== undefined) {
+    body = JSON.stringify(init.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(base + route, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body: body as BodyInit | undefined });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = { text };
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T };
+}
+
+export type Frame = { type: string; run_id?: string; [key: string]: unknown };
+
+/** A WebSocket client that records every frame, so tests can wait for one and then look at the order. */
+export class WsClient {
+  readonly frames: Frame[] = [];
+  private waiters: { predicate: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as Frame;
+      this.frames.push(frame);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.predicate(frame)) return true;
+        w.resolve(frame);
+        return false;
+      });
+    });
+  }
+
+  static connect(base: string, query = '', headers: Record<string, string> = {}): Promise<WsClient> {
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/ws${query}`, { headers });
+    const client = new WsClient(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(client));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    });
+  }
+
+  /** The first recorded or future frame matching the predicate. */
+  waitFor(predicate: (f: Frame) => boolean, timeoutMs = 30_000, what = 'frame'): Promise<Frame> {
+    const seen = this.frames.find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; got ${this.frames.map((f) => f.type).join(', ')}`)), timeoutMs);
+      this.waiters.push({ predicate, resolve: (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      } });
+    });
+  }
+
+  /** Waits for a frame that arrives after now (ignoring those already recorded). */
+  next(predicate: (f: Frame) => boolean, timeoutMs = 30_000, what = 'frame'): Promise<Frame> {
+    const from = this.frames.length;
+    return this.waitFor((f) => this.frames.indexOf(f) >= from && predicate(f), timeoutMs, what);
+  }
+
+  send(value: unknown): void {
+    this.ws.send(typeof value === 'string' ? value : JSON.stringify(value));
+  }
+
+  forRun(runId: string): Frame[] {
+    return this.frames.filter((f) => f.run_id === runId);
+  }
+
+  close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.ws.once('close', () => resolve());
+      this.ws.close();
+    });
+  }
+}
+
+export const isTerminal = (runId: string) => (f: Frame): boolean =>
+  f.run_id === runId && (f.type === 'done' || f.type === 'error' || f.type === 'cancelled');
