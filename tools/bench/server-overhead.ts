@@ -6,7 +6,6 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
 import { NodeCache } from '../../server/engine/cache.js';
@@ -106,9 +105,4 @@ export async function benchServerOverhead(runs = 5): Promise<ServerOverhead> {
   } finally {
     await rm(root, { recursive: true, force: true });
   }
-}
-
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const r = await benchServerOverhead();
-  console.log(`executeGraph ${r.cliMs.toFixed(1)} ms, server ${r.serverMs.toFixed(1)} ms, overhead ${(r.serverMs - r.cliMs).toFixed(1)} ms`);
 }
