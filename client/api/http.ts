@@ -1,0 +1,99 @@
+import type { NodeDef } from '../../nodes/define.js';
+import { parseNodesResponse } from '../editor/node-registry.js';
+import { authHeaders } from './auth.js';
+import type { GraphIssue, RunInfo, SubmitAccepted, TemplateInfo } from './types.js';
+
+/** An HTTP answer other than 2xx; `body` is the parsed JSON when there was one. */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly body: unknown, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+async function request(path: string, init?: RequestInit): Promise<unknown> {
+  const res = await fetch(path, { ...init, headers: { ...authHeaders(), ...(init?.headers as Record<string, string> | undefined) } });
+  const text = await res.text();
+  let body: unknown = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+  }
+  if (!res.ok) {
+    const detail = typeof body === 'object' && body !== null && 'error' in body ? String((body as { error: unknown }).error) : res.statusText;
+    throw new ApiError(res.status, body, `${init?.method ?? 'GET'} ${path}: ${res.status} ${detail}`);
+  }
+  return body;
+}
+
+const json = (body: unknown): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+export async function fetchNodeDefs(): Promise<NodeDef[]> {
+  return parseNodesResponse(await request('/api/nodes'));
+}
+
+export async function fetchTemplates(): Promise<TemplateInfo[]> {
+  const body = await request('/api/graphs');
+  const list = Array.isArray(body) ? body : (body as { graphs?: unknown })?.graphs;
+  return Array.isArray(list) ? (list as TemplateInfo[]).filter((t) => typeof t?.name === 'string') : [];
+}
+
+export function fetchTemplate(name: string): Promise<unknown> {
+  return request(`/api/graphs/${encodeURIComponent(name)}`);
+}
+
+export type SubmitResult =
+  | { readonly ok: true; readonly run: SubmitAccepted }
+  | { readonly ok: false; readonly issues: readonly GraphIssue[] };
+
+/** A 400 with issues is an expected answer (the graph is wrong), not a failure of the call. */
+export async function submitRun(graph: unknown, clientId: string): Promise<SubmitResult> {
+  try {
+    const run = (await request('/api/runs', json({ graph, client_id: clientId }))) as SubmitAccepted;
+    return { ok: true, run };
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 400) {
+      const issues = (e.body as { issues?: unknown } | null)?.issues;
+      if (Array.isArray(issues)) return { ok: false, issues: issues as GraphIssue[] };
+    }
+    throw e;
+  }
+}
+
+/** Newest first. */
+export async function fetchRuns(): Promise<RunInfo[]> {
+  const body = await request('/api/runs');
+  const list = Array.isArray(body) ? body : (body as { runs?: unknown })?.runs;
+  if (!Array.isArray(list)) return [];
+  return (list as RunInfo[]).slice().sort((a, b) => (b.created_at ?? 0) - (a.created_at ?? 0));
+}
+
+export function fetchRun(id: string): Promise<RunInfo> {
+  return request(`/api/runs/${encodeURIComponent(id)}`) as Promise<RunInfo>;
+}
+
+export async function cancelRun(id: string): Promise<void> {
+  await request(`/api/runs/${encodeURIComponent(id)}`, { method: 'DELETE' });
+}
+
+/**
+ * Returns null when the PNG carries no FuseGraph graph (422). The server answers `{graph, issues}`; a bare graph is
+ * accepted too.
+ */
+export async function graphFromPng(png: Blob): Promise<unknown> {
+  try {
+    const body = await request('/api/graph-from-png', { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
+    const wrapped = typeof body === 'object' && body !== null && 'graph' in body && !('format' in body);
+    return wrapped ? (body as { graph: unknown }).graph : body;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 422) return null;
+    throw e;
+  }
+}

@@ -1,0 +1,307 @@
+import { AreaExtensions } from 'rete-area-plugin';
+import type { ArrangeAppliers, AutoArrangePlugin } from 'rete-auto-arrange-plugin';
+import type { ImageRef } from '../api/types.js';
+import type { NodeStatusStore } from '../runs/node-status-store.js';
+import { guardConnections } from './connection-guard.js';
+import { contextMenuItems } from './context-menu-items.js';
+import type { MenuItems, Plugins } from './create-plugins.js';
+import { createPlugins } from './create-plugins.js';
+import type { EditorModel, GraphMeta, ModelLink, ModelNode, ParamValue, Position } from './graph-convert.js';
+import { defaultParams, freshNodeId, modelOrigin, remapForInsert, subModel } from './graph-convert.js';
+import type { NodeRegistry } from './node-registry.js';
+import { ParamChangeAction } from './param-change-action.js';
+import { highlightCompatibleSockets } from './pick-highlight.js';
+import type { Schemes } from './schemes.js';
+import { FuseConnection, FuseNode } from './schemes.js';
+
+export type ToastKind = 'info' | 'error' | 'success';
+
+export interface EditorServices {
+  readonly registry: NodeRegistry;
+  readonly status: NodeStatusStore;
+  readonly toast: (message: string, kind?: ToastKind) => void;
+  /** The graph changed (structure, params or positions); the app persists it. */
+  readonly onChange: () => void;
+  /** A widget edit, so the app can drop validation issues about that field. */
+  readonly onParamEdited: (nodeId: string, param: string) => void;
+  readonly openImage: (image: ImageRef) => void;
+}
+
+interface Arranger {
+  readonly plugin: AutoArrangePlugin<Schemes>;
+  readonly applier: () => ArrangeAppliers.TransitionApplier<Schemes, never>;
+}
+
+/** Consecutive edits of the same field within this window are one undo step. */
+const PARAM_MERGE_MS = 1500;
+const DUPLICATE_OFFSET = { x: 40, y: 40 };
+/** Below this zoom node text is too small to read at a normal screen density. */
+const READABLE_ZOOM = 0.5;
+
+/**
+ * The graph editor: rete plus FuseGraph's rules, seen by the app through graph-level operations on the
+ * editor-neutral model. Nothing outside `client/editor/` touches rete.
+ */
+export class FuseEditor {
+  private readonly p: Plugins;
+  private meta: GraphMeta | undefined;
+  private loading = false;
+  private refusedWhileLoading: string[] = [];
+  private lastParamEdit: { action: ParamChangeAction; at: number } | null = null;
+  private arranger: Promise<Arranger> | null = null;
+
+  constructor(container: HTMLElement, private readonly services: EditorServices) {
+    const menuItems: MenuItems = contextMenuItems({
+      registry: services.registry,
+      pointer: () => this.pointer(),
+      addNode: (type, at) => void this.addNode(type, at),
+      duplicate: (ids) => void this.insert(subModel(this.toModel(), new Set(ids))),
+      remove: (ids) => void this.remove(ids),
+      removeLink: (id) => void this.p.editor.removeConnection(id),
+      selectedIds: () => this.selectedIds(),
+    });
+    this.p = createPlugins(
+      container,
+      { status: services.status, setParam: (id, name, v) => this.setParam(id, name, v), openImage: services.openImage },
+      menuItems,
+    );
+    guardConnections(this.p.editor, this.p.connection, (reason) => {
+      if (this.loading) this.refusedWhileLoading.push(reason);
+      else services.toast(reason, 'error');
+    });
+    highlightCompatibleSockets(this.p.editor, this.p.connection, container);
+    const changed = () => {
+      if (!this.loading) services.onChange();
+    };
+    this.p.editor.addPipe((ctx) => {
+      if (['nodecreated', 'noderemoved', 'connectioncreated', 'connectionremoved'].includes(ctx.type)) changed();
+      return ctx;
+    });
+    this.p.area.addPipe((ctx) => {
+      if (ctx.type === 'nodetranslated') changed();
+      return ctx;
+    });
+  }
+
+  destroy(): void {
+    this.p.destroy();
+  }
+
+  graphMeta(): GraphMeta | undefined {
+    return this.meta;
+  }
+
+  private nodes(): FuseNode[] {
+    return this.p.editor.getNodes();
+  }
+
+  toModel(): EditorModel {
+    const nodes: ModelNode[] = this.nodes().map((n) => {
+      const pos = this.p.area.nodeViews.get(n.id)?.position ?? { x: 0, y: 0 };
+      return { id: n.id, type: n.type, params: { ...n.params }, position: { x: pos.x, y: pos.y } };
+    });
+    const links: ModelLink[] = this.p.editor.getConnections().map((c) => ({
+      source: c.source, sourceOutput: c.sourceOutput, target: c.target, targetInput: c.targetInput,
+    }));
+    return { ...(this.meta ? { meta: this.meta } : {}), nodes, links };
+  }
+
+  /** Replaces the graph. History restarts: undoing into a different document would be surprising. */
+  async load(model: EditorModel, minZoom = READABLE_ZOOM): Promise<void> {
+    this.loading = true;
+    this.refusedWhileLoading = [];
+    try {
+      await this.p.editor.clear();
+      this.meta = model.meta;
+      await this.addModel(model);
+      this.p.history.clear();
+      this.lastParamEdit = null;
+    } finally {
+      this.loading = false;
+    }
+    // A hand-edited file may link mismatched sockets; those links are left out, and said so once.
+    const refused = this.refusedWhileLoading;
+    if (refused.length) this.services.toast(`Left out ${refused.length} invalid link${refused.length === 1 ? '' : 's'}: ${refused[0]}`, 'error');
+    await this.zoomToFit(minZoom);
+    this.services.onChange();
+  }
+
+  /** Adds a model's nodes and links next to the existing ones (paste, duplicate); ids that collide are renamed. */
+  async insert(model: EditorModel, at?: Position): Promise<string[]> {
+    const origin = modelOrigin(model);
+    const offset = at ? { x: at.x - origin.x, y: at.y - origin.y } : DUPLICATE_OFFSET;
+    const remapped = remapForInsert(model, new Set(this.nodes().map((n) => n.id)), offset);
+    this.p.history.separate();
+    const ids = await this.addModel(remapped);
+    await this.p.selector.unselectAll();
+    for (const id of ids) await this.p.selection.select(id, true);
+    return ids;
+  }
+
+  private async addModel(model: EditorModel): Promise<string[]> {
+    const added: string[] = [];
+    for (const m of model.nodes) {
+      const def = this.services.registry.get(m.type);
+      if (!def) continue;
+      const node = new FuseNode(def, m.id, { ...defaultParams(def), ...m.params });
+      await this.p.editor.addNode(node);
+      await this.p.area.translate(node.id, m.position);
+      added.push(node.id);
+    }
+    for (const l of model.links) {
+      const source = this.p.editor.getNode(l.source);
+      const target = this.p.editor.getNode(l.target);
+      if (!source || !target || !source.outputs[l.sourceOutput] || !target.inputs[l.targetInput]) continue;
+      await this.p.editor.addConnection(new FuseConnection(source, l.sourceOutput, target, l.targetInput));
+    }
+    return added;
+  }
+
+  async addNode(type: string, at?: Position): Promise<string | null> {
+    const def = this.services.registry.get(type);
+    if (!def) return null;
+    const id = freshNodeId(type, new Set(this.nodes().map((n) => n.id)));
+    const node = new FuseNode(def, id, defaultParams(def));
+    this.p.history.separate();
+    await this.p.editor.addNode(node);
+    const pos = at ?? this.viewCentre();
+    await this.p.area.translate(id, { x: pos.x - node.width / 2, y: pos.y - 40 });
+    await this.p.selector.unselectAll();
+    await this.p.selection.select(id, false);
+    return id;
+  }
+
+  selectedIds(): string[] {
+    return this.nodes().filter((n) => n.selected).map((n) => n.id);
+  }
+
+  selectionModel(): EditorModel {
+    const ids = new Set(this.selectedIds());
+    return subModel(this.toModel(), ids.size ? ids : new Set(this.nodes().map((n) => n.id)));
+  }
+
+  async selectAll(): Promise<void> {
+    for (const n of this.nodes()) await this.p.selection.select(n.id, true);
+  }
+
+  async deleteSelected(): Promise<void> {
+    await this.remove(this.selectedIds());
+  }
+
+  async remove(ids: readonly string[]): Promise<void> {
+    if (!ids.length) return;
+    this.p.history.separate();
+    const set = new Set(ids);
+    for (const c of this.p.editor.getConnections()) {
+      if (set.has(c.source) || set.has(c.target)) await this.p.editor.removeConnection(c.id);
+    }
+    for (const id of ids) {
+      await this.p.selection.unselect(id);
+      await this.p.editor.removeNode(id);
+    }
+  }
+
+  async duplicateSelected(): Promise<void> {
+    const ids = new Set(this.selectedIds());
+    if (!ids.size) return;
+    await this.insert(subModel(this.toModel(), ids));
+  }
+
+  async undo(): Promise<void> {
+    await this.p.history.undo();
+  }
+
+  async redo(): Promise<void> {
+    await this.p.history.redo();
+  }
+
+  /** ELK is most of the bundle's weight and only this button needs it, so it loads on first use. */
+  private arrangePlugin(): Promise<Arranger> {
+    this.arranger ??= import('rete-auto-arrange-plugin').then(({ AutoArrangePlugin, Presets, ArrangeAppliers }) => {
+      const plugin = new AutoArrangePlugin<Schemes>();
+      plugin.addPreset(Presets.classic.setup());
+      this.p.area.use(plugin);
+      return {
+        plugin,
+        applier: () => new ArrangeAppliers.TransitionApplier<Schemes, never>({ duration: 300, timingFunction: (t) => t * (2 - t) }),
+      };
+    });
+    return this.arranger;
+  }
+
+  async arrange(): Promise<void> {
+    const { plugin, applier } = await this.arrangePlugin();
+    this.p.history.separate();
+    await plugin.layout({
+      options: { 'elk.spacing.nodeNode': '60', 'elk.layered.spacing.nodeNodeBetweenLayers': '80' },
+      applier: applier(),
+    });
+    await this.zoomToFit();
+  }
+
+  /**
+   * Fits every node in view. With `minZoom`, a graph too big to read at its fitting zoom is shown from its
+   * top-left corner at `minZoom` instead: a legible start beats an unreadable overview (F still fits all).
+   */
+  async zoomToFit(minZoom = 0): Promise<void> {
+    const nodes = this.nodes();
+    if (!nodes.length) return;
+    await AreaExtensions.zoomAt(this.p.area, nodes, { scale: 0.92 });
+    if (this.p.area.area.transform.k >= minZoom) return;
+    const positions = nodes.map((n) => this.p.area.nodeViews.get(n.id)?.position ?? { x: 0, y: 0 });
+    const left = Math.min(...positions.map((p) => p.x));
+    const top = Math.min(...positions.map((p) => p.y));
+    const margin = 24;
+    await this.p.area.area.zoom(minZoom, 0, 0);
+    await this.p.area.area.translate(margin - left * minZoom, margin - top * minZoom);
+  }
+
+  /** A widget edit: applied at once, recorded for undo, folded with the previous edit of the same field. */
+  setParam(nodeId: string, name: string, value: ParamValue): void {
+    const node = this.p.editor.getNode(nodeId);
+    if (!node) return;
+    const previous = node.params[name] ?? null;
+    node.params[name] = value;
+    const now = Date.now();
+    const last = this.lastParamEdit;
+    const recent = this.p.history.getRecent(PARAM_MERGE_MS).at(-1)?.action;
+    if (last && recent === last.action && last.action.nodeId === nodeId && last.action.param === name && now - last.at < PARAM_MERGE_MS) {
+      last.action.next = value;
+      last.at = now;
+    } else {
+      const action = new ParamChangeAction(nodeId, name, previous, value, (id, p, v) => this.applyParam(id, p, v));
+      this.p.history.add(action);
+      this.lastParamEdit = { action, at: now };
+    }
+    this.services.onParamEdited(nodeId, name);
+    this.services.onChange();
+  }
+
+  /** Undo/redo of a widget edit: the widget shows the value only after the node re-renders. */
+  private applyParam(nodeId: string, name: string, value: ParamValue): void {
+    const node = this.p.editor.getNode(nodeId);
+    if (!node) return;
+    node.params[name] = value;
+    node.paramRevision++;
+    void this.p.area.update('node', nodeId);
+    this.services.onChange();
+  }
+
+  /** Area coordinates of the last pointer position over the canvas. */
+  pointer(): Position {
+    const { x, y } = this.p.area.area.pointer;
+    return { x, y };
+  }
+
+  /** Area coordinates of the middle of the visible canvas. */
+  viewCentre(): Position {
+    const rect = this.p.area.container.getBoundingClientRect();
+    return this.clientToArea(rect.left + rect.width / 2, rect.top + rect.height / 2);
+  }
+
+  clientToArea(clientX: number, clientY: number): Position {
+    const rect = this.p.area.container.getBoundingClientRect();
+    const { x, y, k } = this.p.area.area.transform;
+    return { x: (clientX - rect.left - x) / k, y: (clientY - rect.top - y) / k };
+  }
+}

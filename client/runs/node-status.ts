@@ -1,0 +1,166 @@
+import type { GraphIssue, ImageRef, RunInfo, ServerMessage } from '../api/types.js';
+
+export type NodeRunState = 'queued' | 'running' | 'cached' | 'done' | 'error';
+
+export interface StepProgress {
+  readonly step: number;
+  readonly steps: number;
+  readonly t: number;
+}
+
+/** Everything about a node that comes from a run rather than from the graph; never saved with the graph. */
+export interface NodeStatus {
+  readonly state?: NodeRunState;
+  readonly progress?: StepProgress;
+  readonly preview?: string;
+  readonly images?: readonly ImageRef[];
+  readonly ms?: number;
+  readonly error?: { readonly message: string; readonly details?: string };
+  readonly issues?: readonly GraphIssue[];
+}
+
+export const EMPTY_STATUS: NodeStatus = Object.freeze({});
+
+export type StatusMap = Map<string, NodeStatus>;
+
+const RUN_STATES: ReadonlySet<string> = new Set(['queued', 'running', 'cached', 'done', 'error']);
+
+/**
+ * Applies one WebSocket message of the active run to the per-node statuses and returns the ids that changed.
+ * Messages of other runs must be filtered out before.
+ */
+export function applyRunMessage(map: StatusMap, msg: ServerMessage): string[] {
+  const set = (id: string, next: NodeStatus) => {
+    map.set(id, next);
+    return [id];
+  };
+  const prev = (id: string) => map.get(id) ?? EMPTY_STATUS;
+  switch (msg.type) {
+    case 'node_started':
+      return set(msg.node, { ...prev(msg.node), state: 'running', error: undefined, progress: undefined });
+    case 'node_cached':
+      return set(msg.node, { ...prev(msg.node), state: 'cached', progress: undefined });
+    case 'progress':
+      return set(msg.node, { ...prev(msg.node), state: 'running', progress: { step: msg.step, steps: msg.steps, t: msg.t } });
+    case 'preview':
+      return set(msg.node, { ...prev(msg.node), preview: msg.image });
+    case 'node_done':
+      return set(msg.node, { ...prev(msg.node), state: 'done', ms: msg.ms });
+    case 'output':
+      return set(msg.node, { ...prev(msg.node), images: [...(prev(msg.node).images ?? []), ...msg.images] });
+    case 'error':
+      if (!('node' in msg)) return [];
+      if (!msg.node) return settle(map);
+      return [
+        ...set(msg.node, { ...prev(msg.node), state: 'error', error: { message: msg.message, ...(msg.details ? { details: msg.details } : {}) } }),
+        ...settle(map),
+      ];
+    case 'cancelled':
+    case 'done':
+      return settle(map);
+    default:
+      return [];
+  }
+}
+
+/** When a run ends, nodes it never reached go back to idle and half-finished ones lose their spinner. */
+function settle(map: StatusMap): string[] {
+  const changed: string[] = [];
+  for (const [id, s] of map) {
+    if (s.state === 'queued' || s.state === 'running') {
+      map.set(id, { ...s, state: undefined, progress: s.state === 'running' ? s.progress : undefined });
+      changed.push(id);
+    }
+  }
+  return changed;
+}
+
+/** Marks the nodes of a freshly submitted run as queued, dropping what the previous run left. */
+export function beginRun(map: StatusMap, nodeIds: Iterable<string>): string[] {
+  const changed = new Set(map.keys());
+  map.clear();
+  for (const id of nodeIds) {
+    map.set(id, { state: 'queued' });
+    changed.add(id);
+  }
+  return [...changed];
+}
+
+/** Rebuilds statuses from a run record (page reload, WS snapshot). `node_states` values may be strings or objects. */
+export function statusesFromRun(run: RunInfo): StatusMap {
+  const map: StatusMap = new Map();
+  for (const [id, raw] of Object.entries(run.node_states ?? {})) {
+    const state = typeof raw === 'string' ? raw : (raw as { state?: unknown } | null)?.state;
+    if (typeof state === 'string' && RUN_STATES.has(state)) map.set(id, { state: state as NodeRunState });
+  }
+  for (const o of run.outputs ?? []) {
+    if (o.kind !== 'image') continue;
+    const s = map.get(o.node) ?? EMPTY_STATUS;
+    map.set(o.node, { ...s, images: [...(s.images ?? []), { name: o.name, url: o.url }] });
+  }
+  if (run.error?.node) {
+    const s = map.get(run.error.node) ?? EMPTY_STATUS;
+    map.set(run.error.node, { ...s, state: 'error', error: { message: run.error.message, ...(run.error.details ? { details: run.error.details } : {}) } });
+  }
+  if (run.status === 'running') {
+    if (run.progress) {
+      const s = map.get(run.progress.node) ?? EMPTY_STATUS;
+      map.set(run.progress.node, { ...s, state: 'running', progress: { step: run.progress.step, steps: run.progress.steps, t: run.progress.t } });
+    }
+    if (run.preview) {
+      const s = map.get(run.preview.node) ?? EMPTY_STATUS;
+      map.set(run.preview.node, { ...s, preview: run.preview.image });
+    }
+  }
+  if (run.status !== 'queued' && run.status !== 'running') settle(map);
+  return map;
+}
+
+/**
+ * Folds a snapshot of the active run into what live events already built: the snapshot's states and progress win,
+ * while previews and timings it does not carry are kept.
+ */
+export function mergeSnapshot(map: StatusMap, run: RunInfo): string[] {
+  const fresh = statusesFromRun(run);
+  const changed: string[] = [];
+  for (const [id, s] of fresh) {
+    const old = map.get(id) ?? EMPTY_STATUS;
+    map.set(id, { ...old, ...s, ...(s.images ? {} : old.images ? { images: old.images } : {}) });
+    changed.push(id);
+  }
+  if (run.status !== 'queued' && run.status !== 'running') changed.push(...settle(map));
+  return changed;
+}
+
+/**
+ * Hangs validation issues on their nodes. The server may name a param or an input with or without a
+ * `params.` / `inputs.` prefix; the widget lookup strips it. Issues without a node are returned for a toast.
+ */
+export function attachIssues(map: StatusMap, issues: readonly GraphIssue[]): { changed: string[]; unplaced: GraphIssue[] } {
+  const changed = new Set<string>();
+  const unplaced: GraphIssue[] = [];
+  for (const i of issues) {
+    if (!i.node) {
+      unplaced.push(i);
+      continue;
+    }
+    const s = map.get(i.node) ?? EMPTY_STATUS;
+    map.set(i.node, { ...s, issues: [...(s.issues ?? []), i] });
+    changed.add(i.node);
+  }
+  return { changed: [...changed], unplaced };
+}
+
+export function issueField(issue: GraphIssue): string | null {
+  return issue.field ? issue.field.replace(/^(params|inputs)\./, '') : null;
+}
+
+/** Editing a field answers the issue about it. */
+export function clearFieldIssues(map: StatusMap, node: string, field: string): boolean {
+  const s = map.get(node);
+  if (!s?.issues?.length) return false;
+  const issues = s.issues.filter((i) => issueField(i) !== field);
+  if (issues.length === s.issues.length) return false;
+  map.set(node, { ...s, issues });
+  return true;
+}

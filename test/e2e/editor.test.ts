@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
+import type { Graph } from '../../nodes/graph-format.js';
+import type { RunningServer } from '../../server/http/start.js';
+import { startServer } from '../../server/http/start.js';
+import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const CLIENT_DIR = path.join(REPO, 'dist/client');
+const SHOTS = path.join(REPO, 'test-output');
+const TEMPLATE = 'magicfusion-cross-domain';
+const STEPS = '6';
+const SIZE = '64';
+
+const skip = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM}; install it with "apt-get install -y chromium" to run the editor e2e test`;
+
+/** The built editor is what the server serves; build it once when it is not there (`npm run build:client`). */
+async function ensureClientBuilt(): Promise<void> {
+  if (existsSync(path.join(CLIENT_DIR, 'index.html'))) return;
+  const { build } = await import('vite');
+  await build({ configFile: path.join(REPO, 'vite.config.ts'), logLevel: 'warn' });
+}
+
+async function setParam(page: Page, node: string, param: string, value: string): Promise<void> {
+  const field = page.locator(`[data-node-id="${node}"] [data-param="${param}"]`).locator('input, textarea').first();
+  await field.fill(value);
+  await field.press('Tab');
+}
+
+describe('editor end to end (Chromium, real server, tiny models)', { skip }, () => {
+  let root: string;
+  let server: RunningServer;
+  let browser: Browser;
+  let page: Page;
+  const consoleErrors: string[] = [];
+
+  before(async () => {
+    await ensureClientBuilt();
+    root = await mkdtemp(path.join(tmpdir(), 'fusegraph-e2e-'));
+    const models = path.join(root, 'models');
+    await writeTinyModel(path.join(models, 'general'), { seed: 1 });
+    await writeTinyModel(path.join(models, 'cartoon'), { seed: 2 });
+    await mkdir(path.join(root, 'input'), { recursive: true });
+    server = await startServer({
+      port: 0,
+      modelsRoot: models,
+      inputRoot: path.join(root, 'input'),
+      outputRoot: path.join(root, 'output'),
+      dataDir: path.join(root, 'data'),
+      clientDir: CLIENT_DIR,
+      previewEvery: 2,
+      log: () => {},
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+    await mkdir(SHOTS, { recursive: true });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('opens the demo graph on first load, built from the server node list', async () => {
+    await page.goto(server.url);
+    await page.waitForSelector('[data-node-id="sample_fused"]');
+    assert.match((await page.locator('.fg-graph-name').textContent()) ?? '', /Demo/);
+    // The palette lists exactly what /api/nodes announced.
+    const defs = (await (await fetch(`${server.url}/api/nodes`)).json()) as { nodes: { type: string }[] };
+    const palette = await page.locator('.fg-palette-item').evaluateAll((els) => els.map((e) => e.getAttribute('data-node-type')));
+    assert.deepStrictEqual([...palette].sort(), defs.nodes.map((d) => d.type).sort());
+  });
+
+  it('runs the cross-domain template with edited params and exports what the server ran', async () => {
+    await page.click('text=Templates ▾');
+    await page.click(`[data-template="${TEMPLATE}"]`);
+    await page.waitForFunction(() => /cross-domain/.test(document.querySelector('.fg-graph-name')?.textContent ?? ''));
+
+    await setParam(page, 'base_prompt', 'text', 'A lion with a golden crown, photo');
+    await setParam(page, 'schedule', 't', '700');
+    await setParam(page, 'base_model', 'path', 'general');
+    await setParam(page, 'other_model', 'path', 'cartoon');
+    for (const id of ['sample_fused', 'sample_base', 'sample_other']) await setParam(page, id, 'steps', STEPS);
+    await setParam(page, 'noise', 'width', SIZE);
+    await setParam(page, 'noise', 'height', SIZE);
+
+    await page.click('[data-testid=run]');
+    const run = page.locator('.fg-gallery-run').first();
+    await run.locator('.fg-thumb img').nth(2).waitFor({ timeout: 120_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid=run-status]')?.textContent === 'done', null, { timeout: 60_000 });
+    const runId = await run.getAttribute('data-run-id');
+    assert.ok(runId);
+    assert.equal(await run.locator('.fg-thumb img').count(), 3);
+
+    // Per-node results on the canvas: states, the sampler's progress bar and preview, the saved images.
+    assert.equal(await page.locator('[data-node-id="sample_fused"]').getAttribute('data-state'), 'done');
+    assert.match((await page.locator('[data-node-id="sample_fused"] .fg-progress-text').textContent()) ?? '', new RegExp(`step ${STEPS}/${STEPS}`));
+    assert.equal(await page.locator('[data-node-id="sample_fused"] .fg-preview').count(), 1);
+    for (const id of ['save_general', 'save_expert', 'save_fused']) {
+      assert.equal(await page.locator(`[data-node-id="${id}"] .fg-node-images img`).count(), 1, id);
+    }
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export]')]);
+    const exported = JSON.parse(await readFile(await download.path(), 'utf8')) as Graph;
+    const detail = (await (await fetch(`${server.url}/api/runs/${runId}`)).json()) as { graph: Graph };
+    assert.deepStrictEqual(exported, detail.graph);
+    assert.equal(exported.nodes.base_prompt?.params?.text, 'A lion with a golden crown, photo');
+    assert.equal(exported.nodes.schedule?.params?.t, 700);
+    assert.equal(exported.nodes.sample_other?.params?.steps, Number(STEPS));
+    assert.deepStrictEqual(exported.nodes.base_prompt?.ui, { x: 300, y: 0 });
+
+    await page.locator('[data-node-id="sample_fused"]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SHOTS, 'editor-run.png') });
+    await page.mouse.click(640, 760);
+    await page.keyboard.press('f');
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: path.join(SHOTS, 'editor-fit.png') });
+  });
+
+  it('refuses an incompatible link with a toast, undoes an add, and keeps the graph over a reload', async () => {
+    const before = await page.locator('.fg-node').count();
+    await page.click('.fg-palette-item[data-node-type="SaveImage"]');
+    await page.waitForSelector('[data-node-id="save_image_1"]');
+
+    const from = await page.locator('[data-node-id="save_image_1"] .fg-port-input[data-key="image"] .fg-socket').boundingBox();
+    const to = await page.locator('[data-node-id="noise"] .fg-port-output[data-key="latent"] .fg-socket').boundingBox();
+    assert.ok(from && to);
+    await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(to.x + to.width / 2, to.y + to.height / 2, { steps: 10 });
+    await page.mouse.up();
+    await page.locator('[data-testid=toast]', { hasText: 'Cannot connect LATENT to IMAGE' }).waitFor();
+
+    await page.mouse.click(640, 760);
+    await page.keyboard.press('Control+z');
+    await page.waitForFunction((n) => document.querySelectorAll('.fg-node').length === n, before);
+
+    await page.waitForTimeout(400);
+    await page.reload();
+    await page.waitForSelector('[data-node-id="sample_fused"]');
+    assert.equal(await page.locator('.fg-node').count(), before);
+    assert.equal(await page.locator('[data-node-id="schedule"] [data-param="t"] input').inputValue(), '700');
+  });
+
+  it('logged no console errors', () => {
+    assert.deepStrictEqual(consoleErrors, []);
+  });
+});
