@@ -7,6 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { sessionOptions } from './session-options.js';
 
 /** @typedef {import('./wire.js').WorkerRequest} WorkerRequest */
 /** @typedef {import('./wire.js').WorkerResponse} WorkerResponse */
@@ -38,12 +39,7 @@ async function open(parts, providers, threads) {
     try {
       for (const [name, file] of Object.entries(parts)) {
         try {
-          created.set(name, await ort.InferenceSession.create(file, {
-            executionProviders: [provider],
-            graphOptimizationLevel: 'all',
-            intraOpNumThreads: threads,
-            executionMode: 'sequential',
-          }));
+          created.set(name, await ort.InferenceSession.create(file, sessionOptions(provider, threads)));
         } catch (err) {
           throw Object.assign(new Error(`${file}: ${/** @type {Error} */ (err).message}`), { file });
         }

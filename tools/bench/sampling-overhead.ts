@@ -1,10 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import os, { availableParallelism } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Graph } from '../../nodes/graph-format.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
+import { sessionOptions } from '../../server/runtime/session-options.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { DDIMSchedule, parseSchedulerConfig } from '../../server/sd/scheduler.js';
 import { SD1_SCHEDULER_CONFIG, writeTinyModel } from '../tiny-models/make-tiny-model.js';
@@ -35,9 +36,9 @@ function graph(): Graph {
   };
 }
 
-/** The same 50-step CFG loop written directly against onnxruntime-node: no executor, no worker. */
+/** The same 50-step CFG loop written directly against onnxruntime-node, with FuseGraph's session options: no executor, no worker. */
 async function rawLoop(dir: string, context: Float32Array): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
-  const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
   const schedule = new DDIMSchedule(parseSchedulerConfig(SD1_SCHEDULER_CONFIG), STEPS);
   const shape = [1, 4, SIZE / 8, SIZE / 8];
   const x = randnFloat32(0, shape);

@@ -1,0 +1,18 @@
+// @ts-check
+/**
+ * The ONNX Runtime session options FuseGraph uses, in one place: the session worker creates its sessions with
+ * them and the benchmarks compare against raw loops built with the very same options.
+ * @param {import('./wire.js').Provider} provider
+ * @param {number} threads
+ * @returns {import('onnxruntime-node').InferenceSession.SessionOptions}
+ */
+export function sessionOptions(provider, threads) {
+  return {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+    executionMode: 'sequential',
+    // Spinning pool threads would compete with the main thread (sampler math, I/O) between UNet calls.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
