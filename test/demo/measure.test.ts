@@ -2,23 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { hullArea, measureRgb, measureShape, positionOf } from '../../tools/demo-models/measure.js';
+import { mulberry32 } from '../../tools/tiny-models/make-tiny-model.js';
 
 // --- a tiny rasteriser for synthetic test images (4×4 supersampled coverage) -------------------------------------
 
 type Rgb = readonly [number, number, number];
 type Inside = (x: number, y: number) => boolean;
-
-/** Deterministic PRNG (mulberry32), uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Canvas {
   readonly rgb: Float64Array;
@@ -33,7 +22,7 @@ class Canvas {
 
   /** Adds per-pixel noise and a low-frequency luminance pattern (the "photo" backgrounds). */
   texture(seed: number, amount: number): this {
-    const rand = prng(seed);
+    const rand = mulberry32(seed);
     for (let y = 0; y < this.height; y++) {
       for (let x = 0; x < this.width; x++) {
         const wave = 0.5 * amount * Math.sin(x * 0.45 + 1.3) * Math.cos(y * 0.31);

@@ -46,6 +46,7 @@ import { decodeNpy } from '../../server/sd/npy.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { ClipTokenizer } from '../../server/sd/tokenizer.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+import { snbGraph } from '../helpers/graphs.js';
 
 const GUIDANCE = 10;
 const SEED = 123;
@@ -354,64 +355,11 @@ async function reference(arr: Arrangement, prec: Precision = { alphas: 'float32'
 // --- the graph -----------------------------------------------------------------------------------------------------
 
 function fusionGraph(arr: Arrangement): Graph {
-  const model = (node: string) => ({ node, output: 'model' });
-  const snb = { node: 'snb', output: 'noise' };
-  const baseNoise = { node: 'eps_base', output: 'noise' };
-  return {
-    format: 'fusegraph',
-    version: 1,
-    nodes: {
-      base: { type: 'LoadModel', params: { path: 'base', provider: 'cpu' } },
-      other: { type: 'LoadModel', params: { path: 'other', provider: 'cpu' } },
-      ...(arr.scheduler === 'base' ? {} : { sched: { type: 'LoadModel', params: { path: arr.scheduler, provider: 'cpu' } } }),
-      p_base: { type: 'EncodePrompt', params: { text: PROMPT_BASE }, inputs: { model: model('base') } },
-      p_other: { type: 'EncodePrompt', params: { text: PROMPT_OTHER }, inputs: { model: model('base') } },
-      uncond: { type: 'EncodePrompt', params: { text: '' }, inputs: { model: model('base') } },
-      noise: {
-        type: 'NoiseLatent',
-        params: { seed: SEED, width: LATENT * 8, height: LATENT * 8, batch: arr.batch },
-        inputs: { model: model('base') },
-      },
-      eps_base: {
-        type: 'PredictNoise',
-        params: { guidance_scale: GUIDANCE },
-        inputs: { model: model('base'), positive: { node: 'p_base', output: 'cond' }, negative: { node: 'uncond', output: 'cond' } },
-      },
-      eps_other: {
-        type: 'PredictNoise',
-        params: { guidance_scale: GUIDANCE },
-        inputs: { model: model('other'), positive: { node: 'p_other', output: 'cond' }, negative: { node: 'uncond', output: 'cond' } },
-      },
-      sal_base: { type: 'SaliencyMask', params: { k: arr.kBase }, inputs: { noise: baseNoise } },
-      sal_other: { type: 'SaliencyMask', params: { k: arr.kOther }, inputs: { noise: { node: 'eps_other', output: 'noise' }, uncond_from: baseNoise } },
-      snb: {
-        type: 'BlendNoise',
-        params: { mode: arr.blend },
-        inputs: {
-          a: baseNoise,
-          b: { node: 'eps_other', output: 'noise' },
-          saliency_a: { node: 'sal_base', output: 'saliency' },
-          saliency_b: { node: 'sal_other', output: 'saliency' },
-        },
-      },
-      switch: {
-        type: 'SwitchAtTimestep',
-        params: { t: arr.switchT },
-        inputs: arr.mode === 2 ? { before: snb, after: baseNoise } : { before: baseNoise, after: snb },
-      },
-      ddim: {
-        type: 'DDIMStep',
-        params: { steps: arr.steps, eta: 0 },
-        inputs: {
-          model: model(arr.scheduler === 'base' ? 'base' : 'sched'),
-          noise: { node: 'switch', output: 'noise' },
-          latent: { node: 'noise', output: 'latent' },
-        },
-      },
-      save_x: { type: 'SaveLatent', params: { filename: 'x.npy' }, inputs: { latent: { node: 'ddim', output: 'latent' } } },
-      save_xt: { type: 'SaveLatent', params: { filename: 'xT.npy' }, inputs: { latent: { node: 'noise', output: 'latent' } } },
-    },
-  };
+  return snbGraph({
+    base: 'base', other: 'other', ...(arr.scheduler === 'base' ? {} : { scheduler: arr.scheduler }),
+    promptBase: PROMPT_BASE, promptOther: PROMPT_OTHER, seed: SEED, size: LATENT * 8, batch: arr.batch, guidance: GUIDANCE,
+    kBase: arr.kBase, kOther: arr.kOther, blend: arr.blend, mode: arr.mode, switchT: arr.switchT, steps: arr.steps, saveStart: true,
+  });
 }
 
 async function runGraph(arr: Arrangement, name: string): Promise<{ x: Float32Array; xT: Float32Array; shape: number[]; result: RunResult }> {

@@ -20,6 +20,7 @@ import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import type { SdModel } from '../../server/sd/sd-model.js';
 import { findRepoRoot, writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+import { snbGraph } from '../helpers/graphs.js';
 
 const STEPS = 100;
 /** DDIM t for 100 steps: 991, 981, …, 1. */
@@ -79,56 +80,10 @@ async function run(graph: Graph, name: string): Promise<{ result: RunResult; log
   return { result, log, ms: performance.now() - t0 };
 }
 
-/** SNB of BASE and OTHER inside a SwitchAtTimestep, as the bundled graphs wire it, with one DDIMStep loop. */
+/** SNB of BASE and OTHER inside a SwitchAtTimestep, as the bundled graphs wire it, with one DDIMStep loop (32×32 latent). */
 function fusionGraph(base: string, other: string, mode: 1 | 2, threshold: number): Graph {
-  const m = (node: string) => ({ node, output: 'model' });
-  const baseNoise = { node: 'eps_base', output: 'noise' };
-  const snb = { node: 'snb', output: 'noise' };
-  return {
-    format: 'fusegraph',
-    version: 1,
-    nodes: {
-      base: { type: 'LoadModel', params: { path: base, provider: 'cpu' } },
-      other: { type: 'LoadModel', params: { path: other, provider: 'cpu' } },
-      p_base: { type: 'EncodePrompt', params: { text: 'A bee is making honey' }, inputs: { model: m('base') } },
-      p_other: { type: 'EncodePrompt', params: { text: 'A bee is making honey' }, inputs: { model: m('base') } },
-      uncond: { type: 'EncodePrompt', params: { text: '' }, inputs: { model: m('base') } },
-      noise: { type: 'NoiseLatent', params: { seed: 6854, width: 256, height: 256 }, inputs: { model: m('base') } }, // 32×32 latent
-      eps_base: {
-        type: 'PredictNoise',
-        params: { guidance_scale: 10 },
-        inputs: { model: m('base'), positive: { node: 'p_base', output: 'cond' }, negative: { node: 'uncond', output: 'cond' } },
-      },
-      eps_other: {
-        type: 'PredictNoise',
-        params: { guidance_scale: 10 },
-        inputs: { model: m('other'), positive: { node: 'p_other', output: 'cond' }, negative: { node: 'uncond', output: 'cond' } },
-      },
-      sal_base: { type: 'SaliencyMask', params: { k: 1 }, inputs: { noise: baseNoise } },
-      sal_other: { type: 'SaliencyMask', params: { k: 1 }, inputs: { noise: { node: 'eps_other', output: 'noise' }, uncond_from: baseNoise } },
-      snb: {
-        type: 'BlendNoise',
-        params: { mode: 'argmax' },
-        inputs: {
-          a: baseNoise,
-          b: { node: 'eps_other', output: 'noise' },
-          saliency_a: { node: 'sal_base', output: 'saliency' },
-          saliency_b: { node: 'sal_other', output: 'saliency' },
-        },
-      },
-      switch: {
-        type: 'SwitchAtTimestep',
-        params: { t: threshold },
-        inputs: mode === 2 ? { before: snb, after: baseNoise } : { before: baseNoise, after: snb },
-      },
-      ddim: {
-        type: 'DDIMStep',
-        params: { steps: STEPS, eta: 0 },
-        inputs: { model: m('base'), noise: { node: 'switch', output: 'noise' }, latent: { node: 'noise', output: 'latent' } },
-      },
-      save: { type: 'SaveLatent', params: { filename: 'x.npy' }, inputs: { latent: { node: 'ddim', output: 'latent' } } },
-    },
-  };
+  const prompt = 'A bee is making honey';
+  return snbGraph({ base, other, promptBase: prompt, promptOther: prompt, seed: 6854, size: 256, mode, switchT: threshold, steps: STEPS });
 }
 
 /**

@@ -1,24 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DDIMSchedule, parseSchedulerConfig, scheduleReport, SchedulerConfigSchema } from '../../server/sd/scheduler.js';
+import { SD1_SCHEDULER_CONFIG } from '../../tools/tiny-models/make-tiny-model.js';
 
 // Reference numbers come from numpy 2.4 (float32 emulation of diffusers' torch ops, and the docs' tables); they are
 // hard-coded so CI needs no Python.
 
 /** runwayml/stable-diffusion-v1-5 scheduler/scheduler_config.json as shipped (PNDM class, old clip/offset values). */
-const SD1_JSON = {
-  _class_name: 'PNDMScheduler',
-  _diffusers_version: '0.6.0',
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  num_train_timesteps: 1000,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  trained_betas: null,
-  clip_sample: false,
-};
+// The SD 1.x scheduler_config.json that the tiny test models ship.
+const SD1_JSON = SD1_SCHEDULER_CONFIG;
 const sd1 = parseSchedulerConfig(SD1_JSON);
 
 function range(n: number, f: (i: number) => number): number[] {

@@ -232,8 +232,8 @@ function fnv1a(s: string): number {
   return h;
 }
 
-/** mulberry32: tiny, fast and identical on every platform, unlike Math.random. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: tiny, fast and identical on every platform, unlike Math.random. Uniform in [0, 1). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
