@@ -82,7 +82,8 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
         inputs[name] = values.get(link.node)?.[link.output];
         upstream.push([name, signatures.get(link.node)!, link.output]);
       }
-      const signature = hashSignature(node.type, params[id]!, upstream.sort(), def.type === 'LoadModel' ? roots.models : '');
+      const salt = impl.kind === 'once' && impl.fingerprint ? await impl.fingerprint(params[id] as never, roots) : '';
+      const signature = hashSignature(node.type, params[id]!, upstream.sort(), salt);
       signatures.set(id, signature);
       const ctx = contextFor(id, node.type);
 

@@ -75,6 +75,11 @@ export interface OnceImpl<D extends NodeDef = NodeDef> {
   readonly kind: 'once';
   /** Whether its outputs may be reused by a later run with the same params and upstream. */
   readonly cacheable: boolean;
+  /**
+   * What the node reads from disk (paths, sizes, modification times), mixed into its signature so that a changed
+   * file invalidates cached results downstream even though the params are the same.
+   */
+  fingerprint?(params: ParamValues<D['params']>, roots: RunContext['roots']): Promise<string>;
   run(inputs: InputValues<D['inputs']>, params: ParamValues<D['params']>, ctx: RunContext): Promise<OutputValues<D['outputs']>>;
 }
 

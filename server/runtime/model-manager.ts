@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { findModelFolders, inspectModelFolder } from '../sd/model-folder.js';
+import { findModelFolders, inspectModelFolder, modelFolderStamp } from '../sd/model-folder.js';
 import { SdModel } from '../sd/sd-model.js';
 import type { ProviderChoice } from './providers.js';
 import { providerCandidates } from './providers.js';
@@ -27,6 +27,8 @@ export interface ModelListing {
 
 interface Entry {
   readonly model: Promise<SdModel>;
+  /** The folder's file stamp when loading started: a different one means the model was re-exported. */
+  readonly stamp: string;
   users: number;
   bytes: number;
 }
@@ -43,22 +45,33 @@ export class ModelManager {
     this.threads = options.threads ?? availableParallelism();
   }
 
-  /** Loads (or reuses) a model and marks it in use until `release` is called. */
+  /**
+   * Loads (or reuses) a model and marks it in use until `release` is called. An idle model whose files changed on
+   * disk since it was loaded is reloaded.
+   */
   async acquire(absDir: string, provider: ProviderChoice): Promise<SdModel> {
     const key = `${path.resolve(absDir)}|${provider}`;
+    const stamp = await modelFolderStamp(absDir);
     let entry = this.entries.get(key);
+    if (entry && entry.stamp !== stamp && entry.users === 0) {
+      this.entries.delete(key);
+      void entry.model.then((m) => m.dispose(), () => undefined);
+      entry = undefined;
+    }
     if (entry) {
       this.entries.delete(key); // re-insert: Map order is the LRU order
       this.entries.set(key, entry);
     } else {
       const model = (async () => SdModel.load(key, await inspectModelFolder(absDir), providerCandidates(provider), this.threads))();
-      entry = { model, users: 0, bytes: 0 };
+      entry = { model, stamp, users: 0, bytes: 0 };
       this.entries.set(key, entry);
       model.then(
         (m) => {
           entry!.bytes = m.folder.bytes;
         },
-        () => this.entries.delete(key),
+        () => {
+          if (this.entries.get(key) === entry) this.entries.delete(key);
+        },
       );
     }
     entry.users++;

@@ -96,3 +96,29 @@ export async function findModelFolders(root: string): Promise<string[]> {
   await walk(root, 0);
   return found.sort();
 }
+
+/** Size and modification time of each file, or "missing": enough to notice that a file was replaced. */
+export async function fileStamps(files: readonly string[]): Promise<string> {
+  const stamps = await Promise.all(
+    files.map(async (f) => {
+      try {
+        const s = await stat(f);
+        return `${f}:${s.size}:${s.mtimeMs}`;
+      } catch {
+        return `${f}:missing`;
+      }
+    }),
+  );
+  return stamps.join('|');
+}
+
+/** A cheap identity of a model folder's contents (stats only): it changes when a part is re-exported. */
+export function modelFolderStamp(dir: string): Promise<string> {
+  return fileStamps([
+    ...Object.values(PART_FOLDERS).map((f) => path.join(dir, f, 'model.onnx')),
+    path.join(dir, 'scheduler', 'scheduler_config.json'),
+    path.join(dir, 'tokenizer', 'vocab.json'),
+    path.join(dir, 'tokenizer', 'merges.txt'),
+    path.join(dir, 'vae_decoder', 'config.json'),
+  ]);
+}

@@ -6,7 +6,11 @@ import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../
 import type { ExecutionEvent } from '../../server/engine/events.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
-import { bundledGraph, txt2imgGraph } from '../helpers/graphs.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { encodeNpy } from '../../server/sd/npy.js';
+import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+import { TOKENIZER_FIXTURE, bundledGraph, txt2imgGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
 
@@ -100,5 +104,36 @@ describe('executeGraph', () => {
     // Only the fused loop ran: 20 general calls, and the cartoon model inside the window t > 400 (12 of 20 steps).
     const calls = Object.entries(changed.unetCalls).map(([k, v]) => [k.includes('general') ? 'general' : 'cartoon', v]);
     assert.deepEqual(Object.fromEntries(calls), { general: 20, cartoon: 12 });
+  });
+
+  it('recomputes when a model folder or an input file changes on disk, with the same params', async () => {
+    const cache = new NodeCache();
+    const dir = path.join(ws.models, 'swap');
+    await writeTinyModel(dir, { tokenizerDir: TOKENIZER_FIXTURE, seed: 5 });
+    const first = await executeGraph(txt2imgGraph('swap', { steps: 3 }), { roots: roots(), models, cache });
+    const again = await executeGraph(txt2imgGraph('swap', { steps: 3 }), { roots: roots(), models, cache });
+    assert.ok(again.cachedNodes.includes('sample'));
+
+    await writeTinyModel(dir, { tokenizerDir: TOKENIZER_FIXTURE, seed: 6 }); // re-exported with other weights
+    const changed = await executeGraph(txt2imgGraph('swap', { steps: 3 }), { roots: roots(), models, cache });
+    assert.ok(!changed.cachedNodes.includes('sample'));
+    const before = await readFile(first.outputs[0]!.path);
+    const after = await readFile(changed.outputs[0]!.path);
+    assert.notDeepEqual(before.subarray(0, before.indexOf('iTXt')), after.subarray(0, after.indexOf('iTXt')));
+
+    const latentGraph = (): Graph => ({
+      format: 'fusegraph', version: 1,
+      nodes: {
+        load: { type: 'LoadLatent', params: { path: 'x.npy' } },
+        save: { type: 'SaveLatent', params: { filename: 'copy.npy' }, inputs: { latent: { node: 'load', output: 'latent' } } },
+      },
+    });
+    await writeFile(path.join(ws.input, 'x.npy'), encodeNpy(Float32Array.of(1, 2), [1, 1, 1, 2]));
+    await executeGraph(latentGraph(), { roots: roots(), models, cache });
+    assert.deepEqual((await executeGraph(latentGraph(), { roots: roots(), models, cache })).cachedNodes.sort(), ['load', 'save']);
+    await writeFile(path.join(ws.input, 'x.npy'), encodeNpy(Float32Array.of(3, 4, 5), [1, 1, 1, 3]));
+    const reread = await executeGraph(latentGraph(), { roots: roots(), models, cache });
+    assert.deepEqual(reread.cachedNodes, []);
+    assert.deepEqual(await readFile(path.join(ws.output, 'copy.npy')), encodeNpy(Float32Array.of(3, 4, 5), [1, 1, 1, 3]));
   });
 });

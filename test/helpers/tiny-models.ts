@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TinyModelOptions } from '../../tools/tiny-models/make-tiny-model.js';
@@ -13,7 +13,7 @@ export interface TinyWorkspace {
   cleanup(): Promise<void>;
 }
 
-/** A temp folder with models/<name> for each requested tiny model, plus empty input/ and output/ roots. */
+/** A temp folder with models/<name> for each requested tiny model, an empty input/ folder and an output/ root. */
 export async function tinyWorkspace(models: Record<string, TinyModelOptions>): Promise<TinyWorkspace> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-test-'));
   const ws = {
@@ -23,6 +23,7 @@ export async function tinyWorkspace(models: Record<string, TinyModelOptions>): P
     output: path.join(root, 'output'),
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
+  await mkdir(ws.input, { recursive: true });
   for (const [name, opts] of Object.entries(models)) await writeTinyModel(path.join(ws.models, name), { tokenizerDir: TOKENIZER_FIXTURE, ...opts });
   return ws;
 }

@@ -1,13 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { LoadLatent } from '../../../nodes/index.js';
 import { decodeNpy } from '../../sd/npy.js';
+import { fileStamps } from '../../sd/model-folder.js';
 import { resolveInRoot } from '../paths.js';
 import { implement } from '../types.js';
 
 export const loadLatent = implement(LoadLatent, {
   kind: 'once',
-  // The file may change between runs while its name stays the same.
-  cacheable: false,
+  cacheable: true,
+  async fingerprint(params, roots) {
+    const file = resolveInRoot(roots.input, params.path);
+    return file ? fileStamps([file]) : 'escapes';
+  },
   async run(_inputs, params, ctx) {
     const file = resolveInRoot(ctx.roots.input, params.path);
     if (!file) throw ctx.error(`path "${params.path}" escapes the input folder`, 'params.path');
