@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
+import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
@@ -11,6 +11,9 @@ export class SessionError extends Error {
   }
 }
 
+/** Conditionings kept per worker: a few loops' worth (positive and negative of several PredictNoise nodes). */
+const MAX_KEPT = 16;
+
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** Main-thread handle on one session worker (see session-worker.js). */
@@ -19,6 +22,10 @@ export class SessionHost {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
+  private readonly keptIds = new WeakMap<object, string>();
+  /** Keys the worker holds, least recently used first. */
+  private readonly keptOrder: string[] = [];
+  private nextKept = 1;
 
   constructor() {
     this.worker = new Worker(new URL('./session-worker.js', import.meta.url));
@@ -55,7 +62,26 @@ export class SessionHost {
     return this.call({ op: 'open', parts, providers, threads }) as Promise<OpenResult>;
   }
 
-  run(part: string, feeds: Record<string, WireTensor>, fetch: readonly string[]): Promise<Record<string, WireTensor>> {
+  /**
+   * A feed for an input that stays the same across calls, identified by `identity` (whose contents must not change
+   * afterwards): the tensor travels to the worker with the first call only.
+   */
+  keep(identity: object, make: () => WireTensor): KeptFeed {
+    const known = this.keptIds.get(identity);
+    const at = known === undefined ? -1 : this.keptOrder.indexOf(known);
+    if (known !== undefined && at >= 0) {
+      this.keptOrder.splice(at, 1);
+      this.keptOrder.push(known);
+      return { ref: known };
+    }
+    const ref = `k${this.nextKept++}`;
+    this.keptIds.set(identity, ref);
+    this.keptOrder.push(ref);
+    const drop = this.keptOrder.length > MAX_KEPT ? this.keptOrder.splice(0, this.keptOrder.length - MAX_KEPT) : [];
+    return { ref, tensor: make(), ...(drop.length ? { drop } : {}) };
+  }
+
+  run(part: string, feeds: Record<string, Feed>, fetch: readonly string[]): Promise<Record<string, WireTensor>> {
     return this.call({ op: 'run', part, feeds, fetch }) as Promise<Record<string, WireTensor>>;
   }
 

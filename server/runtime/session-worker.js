@@ -12,12 +12,15 @@ import { sessionOptions } from './session-options.js';
 /** @typedef {import('./wire.js').WorkerRequest} WorkerRequest */
 /** @typedef {import('./wire.js').WorkerResponse} WorkerResponse */
 /** @typedef {import('./wire.js').WireTensor} WireTensor */
+/** @typedef {import('./wire.js').Feed} Feed */
 /** @typedef {import('./wire.js').Provider} Provider */
 /** @typedef {import('./wire.js').PartMeta} PartMeta */
 /** @typedef {import('./wire.js').OpenResult} OpenResult */
 
 /** @type {Map<string, ort.InferenceSession>} */
 const sessions = new Map();
+/** Tensors kept across calls (see KeptFeed in wire.ts). @type {Map<string, ort.Tensor>} */
+const kept = new Map();
 
 /** @param {readonly ort.InferenceSession.ValueMetadata[]} list */
 function meta(list) {
@@ -63,8 +66,21 @@ async function open(parts, providers, threads) {
 }
 
 /**
+ * Kept tensors are stored before the first await, so a later message that refers to them always finds them.
+ * @param {Feed} feed
+ */
+function resolveFeed(feed) {
+  if (!('ref' in feed)) return new ort.Tensor(feed.type, feed.data, feed.dims);
+  for (const key of feed.drop ?? []) kept.delete(key);
+  if (feed.tensor) kept.set(feed.ref, new ort.Tensor(feed.tensor.type, feed.tensor.data, feed.tensor.dims));
+  const t = kept.get(feed.ref);
+  if (!t) throw new Error(`kept tensor "${feed.ref}" is unknown to the worker`);
+  return t;
+}
+
+/**
  * @param {string} part
- * @param {Readonly<Record<string, WireTensor>>} feeds
+ * @param {Readonly<Record<string, Feed>>} feeds
  * @param {readonly string[]} fetch
  */
 async function run(part, feeds, fetch) {
@@ -72,7 +88,7 @@ async function run(part, feeds, fetch) {
   if (!session) throw new Error(`no session for part "${part}"`);
   /** @type {Record<string, ort.Tensor>} */
   const ortFeeds = {};
-  for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+  for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = resolveFeed(feed);
   const out = await session.run(ortFeeds, fetch);
   /** @type {Record<string, WireTensor>} */
   const result = {};
@@ -94,6 +110,7 @@ async function handle(req) {
     case 'close':
       for (const s of sessions.values()) await s.release();
       sessions.clear();
+      kept.clear();
       return null;
   }
 }

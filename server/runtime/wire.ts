@@ -7,6 +7,18 @@ export interface WireTensor {
   readonly data: Float32Array | Uint16Array | Int32Array | BigInt64Array;
 }
 
+/**
+ * A feed the worker keeps across calls, for inputs that stay the same for a whole sampling loop (the text
+ * conditioning): sent once with `tensor`, then referred to by `ref` alone. `drop` names kept tensors to forget.
+ */
+export interface KeptFeed {
+  readonly ref: string;
+  readonly tensor?: WireTensor;
+  readonly drop?: readonly string[];
+}
+
+export type Feed = WireTensor | KeptFeed;
+
 export interface ValueMeta {
   readonly name: string;
   readonly type: string;
@@ -23,7 +35,7 @@ export type Provider = 'cpu' | 'webgpu' | 'cuda';
 
 export type WorkerRequest =
   | { readonly id: number; readonly op: 'open'; readonly parts: Readonly<Record<string, string>>; readonly providers: readonly Provider[]; readonly threads: number }
-  | { readonly id: number; readonly op: 'run'; readonly part: string; readonly feeds: Readonly<Record<string, WireTensor>>; readonly fetch: readonly string[] }
+  | { readonly id: number; readonly op: 'run'; readonly part: string; readonly feeds: Readonly<Record<string, Feed>>; readonly fetch: readonly string[] }
   | { readonly id: number; readonly op: 'close' };
 
 export interface OpenResult {

@@ -133,7 +133,10 @@ export class SdModel {
     return toFloat32(out[outName]!);
   }
 
-  /** One UNet call on a batch: sample [N,C,h,w], one timestep for all rows, conditioning [N,77,hidden]. */
+  /**
+   * One UNet call on a batch: sample [N,C,h,w], one timestep for all rows, conditioning [N,77,hidden]. The
+   * conditioning's array must not be modified afterwards: the worker keeps it for later calls.
+   */
   async predict(sample: Tensor32, t: number, context: Tensor32): Promise<Float32Array> {
     const unet = this.info.parts.unet;
     const sampleMeta = findInput(unet, 'sample', this.folder.parts.unet);
@@ -151,7 +154,8 @@ export class SdModel {
     const outName = unet.outputs[0]!.name;
     const out = await this.host.run(
       'unet',
-      { sample: floatFeed(sampleMeta, sample), timestep, encoder_hidden_states: floatFeed(ehsMeta, context) },
+      // The conditioning is the same at every step of a loop: it crosses to the worker (and to fp16) once.
+      { sample: floatFeed(sampleMeta, sample), timestep, encoder_hidden_states: this.host.keep(context.data, () => floatFeed(ehsMeta, context)) },
       [outName],
     );
     return toFloat32(out[outName]!).data;

@@ -130,7 +130,7 @@ describe('executeGraph', () => {
     });
     await writeFile(path.join(ws.input, 'x.npy'), encodeNpy(Float32Array.of(1, 2), [1, 1, 1, 2]));
     await executeGraph(latentGraph(), { roots: roots(), models, cache });
-    assert.deepEqual((await executeGraph(latentGraph(), { roots: roots(), models, cache })).cachedNodes.sort(), ['load', 'save']);
+    assert.deepEqual([...(await executeGraph(latentGraph(), { roots: roots(), models, cache })).cachedNodes].sort(), ['load', 'save']);
     await writeFile(path.join(ws.input, 'x.npy'), encodeNpy(Float32Array.of(3, 4, 5), [1, 1, 1, 3]));
     const reread = await executeGraph(latentGraph(), { roots: roots(), models, cache });
     assert.deepEqual(reread.cachedNodes, []);

@@ -60,4 +60,26 @@ describe('ModelManager', () => {
       await m.dispose();
     }
   });
+
+  it('keeps each conditioning in the worker after its first call, forgetting the oldest beyond a few', async () => {
+    const m = new ModelManager({ threads: 1 });
+    try {
+      const model = await m.acquire(path.join(ws.models, 'a'), 'cpu');
+      const sample = { data: new Float32Array(2 * 4 * 8 * 8).map((_, i) => Math.sin(i)), shape: [2, 4, 8, 8] };
+      const contexts = [];
+      for (let i = 0; i < 20; i++) {
+        const ids = model.tokenizer.encodePadded(`prompt number ${i}`);
+        const enc = await model.encodeText([ids, ids]);
+        contexts.push({ data: enc.data, shape: enc.shape });
+      }
+      const first = await Promise.all(contexts.map((c) => model.predict(sample, 500, c)));
+      // Again, now that the early ones were dropped from the worker and the late ones are kept: same results.
+      for (let i = contexts.length - 1; i >= 0; i--) assert.deepEqual(await model.predict(sample, 500, contexts[i]!), first[i], `context ${i}`);
+      assert.notDeepEqual(first[0], first[1]);
+      // A copy is a different array: it is sent afresh and gives the same numbers.
+      assert.deepEqual(await model.predict(sample, 500, { data: Float32Array.from(contexts[3]!.data), shape: contexts[3]!.shape }), first[3]);
+    } finally {
+      await m.dispose();
+    }
+  });
 });
