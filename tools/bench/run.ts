@@ -7,7 +7,8 @@ const sampling = await benchSamplingOverhead();
 console.log(`txt2img ${sampling.steps} steps, CFG batch 2, 64×64 latent (tiny UNet F=64):`);
 console.log(`  raw onnxruntime-node loop : ${sampling.rawMsPerCall.toFixed(2)} ms per UNet call`);
 console.log(`  FuseGraph executor        : ${sampling.executorMsPerCall.toFixed(2)} ms per UNet call`);
-console.log(`  executor overhead         : ${sampling.overheadPct.toFixed(1)} % (target < 3 %)`);
+console.log(`  executor overhead         : ${sampling.overheadPct.toFixed(1)} % (target < 3 %; medians of 9 interleaved rounds)`);
+console.log(`  worker round trip         : ${sampling.roundTripMs.toFixed(2)} ms per UNet call (8×8 latent, compute negligible)`);
 
 const server = await benchServerOverhead();
 console.log('small txt2img run, median of 5:');

@@ -15,9 +15,12 @@ export interface SamplingOverhead {
   readonly rawMsPerCall: number;
   readonly executorMsPerCall: number;
   readonly overheadPct: number;
+  /** Worker round trip per UNet call, measured on an 8×8 latent where compute is negligible. */
+  readonly roundTripMs: number;
 }
 
 const STEPS = 50;
+const ROUNDS = 9;
 const SIZE = 512; // 64×64 latent, batch 2 with CFG: the SD 1.x shapes
 
 function graph(): Graph {
@@ -62,6 +65,38 @@ async function rawLoop(dir: string, context: Float32Array): Promise<{ run: () =>
   return { run, release: () => unet.release() };
 }
 
+/** SdModel.predict (through the worker) minus a direct session.run, both on an 8×8 latent. */
+async function roundTrip(models: ModelManager, dir: string): Promise<number> {
+  const model = await models.acquire(dir, 'cpu');
+  try {
+    const enc = await model.encodeText([model.tokenizer.encodePadded(''), model.tokenizer.encodePadded('x')]);
+    const sample = { data: new Float32Array(2 * 4 * 8 * 8).fill(0.1), shape: [2, 4, 8, 8] };
+    const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
+    const ctx = new ort.Tensor('float32', enc.data, enc.shape);
+    const calls = 300;
+    const diffs: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      let t0 = performance.now();
+      for (let i = 0; i < calls; i++) await model.predict(sample, 500, enc);
+      const viaWorker = (performance.now() - t0) / calls;
+      t0 = performance.now();
+      for (let i = 0; i < calls; i++) {
+        await unet.run({ sample: new ort.Tensor('float32', sample.data, sample.shape), timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]), encoder_hidden_states: ctx });
+      }
+      diffs.push(viaWorker - (performance.now() - t0) / calls);
+    }
+    await unet.release();
+    return median(diffs);
+  } finally {
+    models.release(model);
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
 export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-bench-'));
   try {
@@ -74,18 +109,19 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
       const enc = await model.encodeText([model.tokenizer.encodePadded(''), model.tokenizer.encodePadded('a red star on the left')]);
       models.release(model);
       const raw = await rawLoop(dir, enc.data);
-      // Interleaved rounds, best of each: other load on the machine hits both sides alike.
+      // Interleaved rounds, median of each: other load on the machine hits both sides alike.
       const rawTimes: number[] = [];
       const execTimes: number[] = [];
-      for (let r = 0; r < 4; r++) {
+      for (let r = 0; r < ROUNDS + 1; r++) {
         rawTimes.push(await raw.run());
         const result = await executeGraph(graph(), { roots, models });
         execTimes.push(result.timings.s! / STEPS);
       }
+      const roundTripMs = await roundTrip(models, dir);
       await raw.release();
-      const rawMsPerCall = Math.min(...rawTimes.slice(1));
-      const executorMsPerCall = Math.min(...execTimes.slice(1));
-      return { steps: STEPS, rawMsPerCall, executorMsPerCall, overheadPct: ((executorMsPerCall - rawMsPerCall) / rawMsPerCall) * 100 };
+      const rawMsPerCall = median(rawTimes.slice(1));
+      const executorMsPerCall = median(execTimes.slice(1));
+      return { steps: STEPS, rawMsPerCall, executorMsPerCall, overheadPct: ((executorMsPerCall - rawMsPerCall) / rawMsPerCall) * 100, roundTripMs };
     } finally {
       await models.dispose();
     }
