@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { executeGraph } from '../../server/engine/executor.js';
+import { ModelManager } from '../../server/runtime/model-manager.js';
+import type { SdModel } from '../../server/sd/sd-model.js';
+import { snbGraph } from '../helpers/graphs.js';
+import type { TinyWorkspace } from '../helpers/tiny-models.js';
+import { tinyWorkspace } from '../helpers/tiny-models.js';
+
+/** Records when each UNet call of a model starts and ends, around the real call. */
+function recordCalls(model: SdModel, log: { model: string; start: number; end: number }[]): void {
+  const predict = model.predict.bind(model);
+  model.predict = async (...args) => {
+    const start = performance.now();
+    const out = await predict(...args);
+    log.push({ model: model.name, start, end: performance.now() });
+    return out;
+  };
+}
+
+describe('execution off the main thread', () => {
+  let ws: TinyWorkspace;
+  let models: ModelManager;
+  before(async () => {
+    // Wide UNets so one call takes long enough to observe overlap and event-loop latency.
+    ws = await tinyWorkspace({ general: { seed: 1, unetWidth: 48 }, cartoon: { seed: 2, unetWidth: 48 } });
+    models = new ModelManager({ threads: 1 });
+  });
+  after(async () => {
+    await models.dispose();
+    await ws.cleanup();
+  });
+
+  it('runs the two models of a blended step at the same time and keeps the event loop free', async () => {
+    const log: { model: string; start: number; end: number }[] = [];
+    for (const name of ['general', 'cartoon']) recordCalls(await models.acquire(path.join(ws.models, name), 'cpu'), log);
+    const graph = snbGraph({ base: 'general', other: 'cartoon', promptBase: 'a lion', promptOther: 'a cartoon lion', seed: 1, size: 512, mode: 2, switchT: 0, steps: 6 });
+
+    let worstTimerLag = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      worstTimerLag = Math.max(worstTimerLag, now - last - 5);
+      last = now;
+    }, 5);
+    try {
+      await executeGraph(graph, { roots: { models: ws.models, input: ws.input, output: ws.output }, models });
+    } finally {
+      clearInterval(ticker);
+    }
+
+    const general = log.filter((c) => c.model === 'general');
+    const cartoon = log.filter((c) => c.model === 'cartoon');
+    assert.equal(general.length, 6);
+    assert.equal(cartoon.length, 6);
+    // Each step issues both calls before awaiting either: their intervals overlap.
+    const overlapping = general.filter((g) => cartoon.some((c) => c.start < g.end && g.start < c.end));
+    assert.equal(overlapping.length, 6);
+    const slowestCall = Math.max(...log.map((c) => c.end - c.start));
+    // Inference runs on worker threads: timers keep firing while the UNets compute.
+    assert.ok(worstTimerLag < slowestCall, `timer lag ${worstTimerLag.toFixed(1)} ms vs a ${slowestCall.toFixed(1)} ms UNet call`);
+  });
+});
