@@ -1,6 +1,13 @@
 import type { MenuItems } from './create-plugins.js';
 import type { Position } from './graph-convert.js';
+import type { DropCandidate } from './link-drop.js';
 import type { NodeRegistry } from './node-registry.js';
+
+/** The menu for a link dropped on empty canvas: only the node types that can take it. */
+export interface LinkDropMenu {
+  readonly candidates: readonly DropCandidate[];
+  readonly choose: (candidate: DropCandidate) => void;
+}
 
 export interface MenuActions {
   readonly registry: NodeRegistry;
@@ -11,15 +18,25 @@ export interface MenuActions {
   readonly remove: (ids: readonly string[]) => void;
   readonly removeLink: (id: string) => void;
   readonly selectedIds: () => string[];
+  /** A link drop waiting for its menu, handed over once: the next background menu is that one. */
+  readonly takeLinkDrop: () => LinkDropMenu | null;
 }
 
 /**
  * The canvas context menu: on the background, every node type by category (searchable); on a node, duplicate and
- * delete (for the whole selection when the node is part of it); on a link, delete.
+ * delete (for the whole selection when the node is part of it); on a link, delete. A link dropped on empty canvas
+ * opens the background menu too, as a flat searchable list of the node types that fit it.
  */
 export function contextMenuItems(actions: MenuActions): MenuItems {
   return (context) => {
     if (context === 'root') {
+      const drop = actions.takeLinkDrop();
+      if (drop) {
+        return {
+          searchBar: true,
+          list: drop.candidates.map((c) => ({ label: c.def.title, key: c.def.type, handler: () => drop.choose(c) })),
+        };
+      }
       const at = actions.pointer();
       return {
         searchBar: true,

@@ -2,12 +2,17 @@ import { AreaExtensions } from 'rete-area-plugin';
 import type { ArrangeAppliers, AutoArrangePlugin } from 'rete-auto-arrange-plugin';
 import type { ImageRef } from '../api/types.js';
 import type { NodeStatusStore } from '../runs/node-status-store.js';
+import { enableBoxSelect } from './box-select.js';
 import { guardConnections } from './connection-guard.js';
+import type { LinkDropMenu } from './context-menu-items.js';
 import { contextMenuItems } from './context-menu-items.js';
 import type { MenuItems, Plugins } from './create-plugins.js';
 import { createPlugins } from './create-plugins.js';
 import type { EditorModel, GraphMeta, ModelLink, ModelNode, ParamValue, Position } from './graph-convert.js';
 import { defaultParams, freshNodeId, modelOrigin, remapForInsert, subModel } from './graph-convert.js';
+import type { DraggedSocket } from './link-drop.js';
+import { dropCandidates, dropLink, dropPlacement } from './link-drop.js';
+import { watchLinkDrops } from './link-drop-watch.js';
 import type { NodeRegistry } from './node-registry.js';
 import { ParamChangeAction } from './param-change-action.js';
 import { highlightCompatibleSockets } from './pick-highlight.js';
@@ -49,6 +54,8 @@ export class FuseEditor {
   private refusedWhileLoading: string[] = [];
   private lastParamEdit: { action: ParamChangeAction; at: number } | null = null;
   private arranger: Promise<Arranger> | null = null;
+  private pendingLinkDrop: LinkDropMenu | null = null;
+  private readonly unbind: (() => void)[] = [];
 
   constructor(container: HTMLElement, private readonly services: EditorServices) {
     const menuItems: MenuItems = contextMenuItems({
@@ -59,6 +66,11 @@ export class FuseEditor {
       remove: (ids) => void this.remove(ids),
       removeLink: (id) => void this.p.editor.removeConnection(id),
       selectedIds: () => this.selectedIds(),
+      takeLinkDrop: () => {
+        const drop = this.pendingLinkDrop;
+        this.pendingLinkDrop = null;
+        return drop;
+      },
     });
     this.p = createPlugins(
       container,
@@ -70,6 +82,16 @@ export class FuseEditor {
       else services.toast(reason, 'error');
     });
     highlightCompatibleSockets(this.p.editor, this.p.connection, container);
+    this.unbind.push(
+      watchLinkDrops(this.p.editor, this.p.connection, container, (dragged, x, y) => this.openLinkDropMenu(dragged, x, y)),
+      enableBoxSelect(this.p.area, {
+        boxes: () => this.nodes().map((n) => ({
+          id: n.id, position: this.p.area.nodeViews.get(n.id)?.position ?? { x: 0, y: 0 }, width: n.width, height: n.height,
+        })),
+        toArea: (x, y) => this.clientToArea(x, y),
+        select: (ids, accumulate) => this.selectNodes(ids, accumulate),
+      }),
+    );
     const changed = () => {
       if (!this.loading) services.onChange();
     };
@@ -84,6 +106,7 @@ export class FuseEditor {
   }
 
   destroy(): void {
+    for (const unbind of this.unbind) unbind();
     this.p.destroy();
   }
 
@@ -158,17 +181,57 @@ export class FuseEditor {
   }
 
   async addNode(type: string, at?: Position): Promise<string | null> {
+    const pos = at ?? this.viewCentre();
+    return this.placeNode(type, (node) => ({ x: pos.x - node.width / 2, y: pos.y - 40 }));
+  }
+
+  /** Adds a node of `type` with its top-left corner where `place` says, and makes it the selection. */
+  private async placeNode(type: string, place: (node: FuseNode) => Position): Promise<string | null> {
     const def = this.services.registry.get(type);
     if (!def) return null;
     const id = freshNodeId(type, new Set(this.nodes().map((n) => n.id)));
     const node = new FuseNode(def, id, defaultParams(def));
     this.p.history.separate();
     await this.p.editor.addNode(node);
-    const pos = at ?? this.viewCentre();
-    await this.p.area.translate(id, { x: pos.x - node.width / 2, y: pos.y - 40 });
+    await this.p.area.translate(id, place(node));
     await this.p.selector.unselectAll();
     await this.p.selection.select(id, false);
     return id;
+  }
+
+  /**
+   * A link let go on empty canvas: the background menu opens at that point listing only the node types that can take
+   * it (nothing opens when none can). The plugin builds its menu from the `contextmenu` signal, so one is sent with
+   * the release point; the pending drop turns that one menu into the filtered list.
+   */
+  private openLinkDropMenu(dragged: DraggedSocket, clientX: number, clientY: number): void {
+    const defs = this.services.registry.groups().flatMap((g) => g.defs);
+    const candidates = dropCandidates(defs, dragged);
+    if (!candidates.length) return;
+    const at = this.clientToArea(clientX, clientY);
+    this.pendingLinkDrop = {
+      candidates,
+      choose: (c) => void this.addLinkedNode(c.def.type, c.key, dragged, at),
+    };
+    const event = new MouseEvent('contextmenu', { clientX, clientY });
+    void this.p.area.emit({ type: 'contextmenu', data: { event, context: 'root' } }).finally(() => {
+      this.pendingLinkDrop = null;
+    });
+  }
+
+  /**
+   * Creates the chosen node at the drop point and links socket `key` of it to the dragged socket. The link goes
+   * through the editor's pipe, so the usual rules still decide (type, one link per input, no cycle).
+   */
+  private async addLinkedNode(type: string, key: string, dragged: DraggedSocket, at: Position): Promise<void> {
+    const id = await this.placeNode(type, (node) => dropPlacement(dragged.side, at, node.width));
+    if (!id) return;
+    const l = dropLink(dragged, id, key);
+    const source = this.p.editor.getNode(l.source);
+    const target = this.p.editor.getNode(l.target);
+    // The dragged node may have been deleted while the menu was open.
+    if (!source || !target) return;
+    await this.p.editor.addConnection(new FuseConnection(source, l.sourceOutput, target, l.targetInput));
   }
 
   selectedIds(): string[] {
@@ -178,6 +241,12 @@ export class FuseEditor {
   selectionModel(): EditorModel {
     const ids = new Set(this.selectedIds());
     return subModel(this.toModel(), ids.size ? ids : new Set(this.nodes().map((n) => n.id)));
+  }
+
+  /** Selects `ids`, after clearing the selection unless `accumulate`. */
+  async selectNodes(ids: readonly string[], accumulate: boolean): Promise<void> {
+    if (!accumulate) await this.p.selector.unselectAll();
+    for (const id of ids) await this.p.selection.select(id, true);
   }
 
   async selectAll(): Promise<void> {

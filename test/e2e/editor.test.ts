@@ -35,6 +35,24 @@ async function setParam(page: Page, node: string, param: string, value: string):
   await field.press('Tab');
 }
 
+/** True when (x, y) is bare canvas: no node, link, menu or minimap under the pointer. */
+async function isBackground(page: Page, x: number, y: number): Promise<boolean> {
+  return page.evaluate(([px, py]) => {
+    const el = document.elementFromPoint(px as number, py as number);
+    return !!el?.closest('[data-testid=canvas]') && !el.closest('.fg-node, .fg-connection, .fg-menu, [data-testid=minimap]');
+  }, [x, y]);
+}
+
+async function box(page: Page, selector: string): Promise<{ x: number; y: number; width: number; height: number }> {
+  const b = await page.locator(selector).boundingBox();
+  assert.ok(b, selector);
+  return b;
+}
+
+async function nodeIds(page: Page, type: string): Promise<string[]> {
+  return page.locator(`.fg-node[data-node-type="${type}"]`).evaluateAll((els) => els.map((e) => e.getAttribute('data-node-id') ?? ''));
+}
+
 describe('editor end to end (Chromium, real server, tiny models)', { skip }, () => {
   let root: string;
   let server: RunningServer;
@@ -153,6 +171,87 @@ describe('editor end to end (Chromium, real server, tiny models)', { skip }, () 
     await page.waitForSelector('[data-node-id="sample_fused"]');
     assert.equal(await page.locator('.fg-node').count(), before);
     assert.equal(await page.locator('[data-node-id="schedule"] [data-param="t"] input').inputValue(), '700');
+  });
+
+  it('drops a link on empty canvas, offers only the node types that fit, and links the one picked', async () => {
+    const socket = await box(page, '[data-node-id="base_model"] .fg-port-output[data-key="model"] .fg-socket');
+    const node = await box(page, '[data-node-id="base_model"]');
+    const drop = { x: node.x + node.width / 2, y: node.y + node.height + 40 };
+    assert.ok(await isBackground(page, drop.x, drop.y), 'the drop point is empty canvas');
+    const dragLink = async () => {
+      await page.mouse.move(socket.x + socket.width / 2, socket.y + socket.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(drop.x, drop.y, { steps: 10 });
+      await page.mouse.up();
+      await page.locator('[data-testid=context-menu]').waitFor();
+    };
+
+    // Escape closes the menu and adds nothing.
+    const before = await nodeIds(page, 'EncodePrompt');
+    await dragLink();
+    await page.keyboard.press('Escape');
+    await page.locator('[data-testid=context-menu]').waitFor({ state: 'detached' });
+    assert.deepStrictEqual(await nodeIds(page, 'EncodePrompt'), before);
+
+    await dragLink();
+    const menu = page.locator('[data-testid=context-menu]');
+    const menuBox = await menu.boundingBox();
+    assert.ok(menuBox && Math.abs(menuBox.x - drop.x) < 4 && Math.abs(menuBox.y - drop.y) < 4, 'the menu opens at the drop point');
+    const listed = await menu.locator('.fg-menu-item').evaluateAll((els) => els.map((e) => e.getAttribute('data-key')));
+    const defs = (await (await fetch(`${server.url}/api/nodes`)).json()) as { nodes: { type: string; inputs: Record<string, { type: string }> }[] };
+    const withModelInput = defs.nodes.filter((d) => Object.values(d.inputs).some((i) => i.type === 'MODEL')).map((d) => d.type);
+    assert.deepStrictEqual([...listed].sort(), [...withModelInput].sort());
+    await page.screenshot({ path: path.join(SHOTS, 'editor-link-drop-menu.png') });
+
+    await menu.locator('.fg-menu-search').fill('encode');
+    assert.deepStrictEqual(await menu.locator('.fg-menu-item').evaluateAll((els) => els.map((e) => e.getAttribute('data-key'))), ['EncodePrompt']);
+    await menu.locator('.fg-menu-item[data-key="EncodePrompt"]').click();
+    await page.waitForFunction((n) => document.querySelectorAll('.fg-node[data-node-type="EncodePrompt"]').length === n, before.length + 1);
+    const added = (await nodeIds(page, 'EncodePrompt')).filter((id) => !before.includes(id));
+    assert.equal(added.length, 1);
+    const addedId = added[0] as string;
+    const placed = await box(page, `[data-node-id="${addedId}"]`);
+    assert.ok(Math.abs(placed.x - drop.x) < 10, 'the new node starts at the drop point');
+    await page.screenshot({ path: path.join(SHOTS, 'editor-link-drop-added.png') });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export]')]);
+    const exported = JSON.parse(await readFile(await download.path(), 'utf8')) as Graph;
+    assert.deepStrictEqual(exported.nodes[addedId]?.inputs, { model: { node: 'base_model', output: 'model' } });
+
+    // The new node is the selection: Delete takes it (and its link) away again.
+    await page.keyboard.press('Delete');
+    await page.locator(`[data-node-id="${addedId}"]`).waitFor({ state: 'detached' });
+  });
+
+  it('selects the nodes a Shift+drag box touches, and deletes them as a selection', async () => {
+    const a = await box(page, '[data-node-id="base_model"]');
+    const b = await box(page, '[data-node-id="other_model"]');
+    const start = { x: Math.max(a.x + a.width, b.x + b.width) + 8, y: a.y - 8 };
+    const end = { x: a.x + a.width / 2, y: b.y + b.height + 8 };
+    assert.ok(await isBackground(page, start.x, start.y), 'the box starts on empty canvas');
+
+    await page.keyboard.down('Shift');
+    await page.mouse.move(start.x, start.y);
+    await page.mouse.down();
+    await page.mouse.move(end.x, end.y, { steps: 10 });
+    const drawn = await box(page, '[data-testid=select-box]');
+    assert.ok(Math.abs(drawn.width - (start.x - end.x)) < 2 && Math.abs(drawn.height - (end.y - start.y)) < 2, 'the box is drawn corner to corner');
+    await page.screenshot({ path: path.join(SHOTS, 'editor-box-select.png') });
+    await page.mouse.up();
+    await page.keyboard.up('Shift');
+    assert.equal(await page.locator('[data-testid=select-box]').count(), 0);
+
+    const selected = await page.locator('.fg-node.fg-selected').evaluateAll((els) => els.map((e) => e.getAttribute('data-node-id')));
+    assert.deepStrictEqual([...selected].sort(), ['base_model', 'other_model']);
+    // The view did not pan while the box was drawn.
+    assert.deepStrictEqual(await box(page, '[data-node-id="base_model"]'), a);
+    await page.screenshot({ path: path.join(SHOTS, 'editor-box-selected.png') });
+
+    const count = await page.locator('.fg-node').count();
+    await page.keyboard.press('Delete');
+    await page.waitForFunction((n) => document.querySelectorAll('.fg-node').length === n, count - 2);
+    await page.keyboard.press('Control+z');
+    await page.waitForFunction((n) => document.querySelectorAll('.fg-node').length === n, count);
   });
 
   it('logged no console errors', () => {

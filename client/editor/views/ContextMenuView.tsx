@@ -1,4 +1,4 @@
-import { useLayoutEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import type { ContextMenuExtra } from 'rete-context-menu-plugin';
 
 type Item = Extract<ContextMenuExtra, { type: 'render' }>['data']['items'][number];
@@ -30,6 +30,23 @@ export function ContextMenuView({ items, searchBar, onHide }: Props) {
     setShift({ x: Math.min(0, window.innerWidth - r.right - 8), y: Math.min(0, window.innerHeight - r.bottom - 8) });
   }, []);
 
+  // The plugin closes the menu only on a press inside the canvas, and Escape works only while the search field has
+  // focus; a press anywhere else on the page and Escape from anywhere close it too.
+  useEffect(() => {
+    const outside = (e: PointerEvent) => {
+      if (ref.current && !e.composedPath().includes(ref.current)) onHide();
+    };
+    const escape = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') onHide();
+    };
+    document.addEventListener('pointerdown', outside, true);
+    document.addEventListener('keydown', escape);
+    return () => {
+      document.removeEventListener('pointerdown', outside, true);
+      document.removeEventListener('keydown', escape);
+    };
+  }, [onHide]);
+
   const q = query.trim().toLowerCase();
   const shown = q ? leaves(items).filter((i) => i.label.toLowerCase().includes(q)) : items;
   const run = (item: Item) => {
@@ -55,7 +72,6 @@ export function ContextMenuView({ items, searchBar, onHide }: Props) {
           value={query}
           onChange={(e) => setQuery(e.target.value)}
           onKeyDown={(e) => {
-            if (e.key === 'Escape') onHide();
             const first = shown[0];
             if (e.key === 'Enter' && first && !first.subitems) run(first);
           }}
@@ -67,6 +83,7 @@ export function ContextMenuView({ items, searchBar, onHide }: Props) {
           <button
             type="button"
             className={`fg-menu-item${item.subitems ? ' fg-menu-parent' : ''}`}
+            data-key={item.key}
             onClick={() => (item.subitems ? setOpen(item.key) : run(item))}
           >
             {item.label}
@@ -74,7 +91,7 @@ export function ContextMenuView({ items, searchBar, onHide }: Props) {
           {item.subitems && open === item.key && (
             <div className="fg-menu fg-submenu">
               {item.subitems.map((sub) => (
-                <button key={sub.key} type="button" className="fg-menu-item" onClick={() => run(sub)}>{sub.label}</button>
+                <button key={sub.key} type="button" className="fg-menu-item" data-key={sub.key} onClick={() => run(sub)}>{sub.label}</button>
               ))}
             </div>
           )}
