@@ -43,7 +43,7 @@ const SPECIAL_MAP_FILE = 'special_tokens_map.json';
 const CONFIG_FILE = 'tokenizer_config.json';
 
 /** GPT-2/CLIP byte → printable-character table, indexed by byte value. */
-function byteSymbols(): string[] {
+export function byteSymbols(): string[] {
   const table = new Array<string>(256);
   let extra = 0;
   for (let b = 0; b < 256; b++) {

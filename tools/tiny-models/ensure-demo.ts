@@ -1,6 +1,7 @@
 /**
  * Makes sure the placeholder demo models exist (models/tiny/general and models/tiny/cartoon), so a fresh clone's
- * `npm start` can run graphs/demo-fusion.json without any download. Existing folders are left alone.
+ * `npm start` can run graphs/demo-fusion.json without any download or files from outside the repository.
+ * Existing folders are left alone.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -10,6 +11,6 @@ const root = findRepoRoot();
 for (const [name, seed] of [['general', 1], ['cartoon', 2]] as const) {
   const dir = path.join(root, 'models', 'tiny', name);
   if (existsSync(path.join(dir, 'unet', 'model.onnx'))) continue;
-  await writeTinyModel(dir, { seed });
+  await writeTinyModel(dir, { seed, tokenizerDir: 'byte-level' });
   console.log(`created placeholder model ${path.relative(root, dir)}`);
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { DataType, GraphBuilder, attr, type DataTypeCode, type Dim } from '../onnx-writer/graph-builder.js';
+import { writeByteLevelTokenizer } from './byte-level-tokenizer.js';
 
 export const SEQUENCE_LENGTH = 77;
 /** Token ids are folded into a table this size so the text encoder stays tiny while every id still matters. */
@@ -27,7 +28,10 @@ export interface TinyTimestepSpec {
 }
 
 export interface TinyModelOptions {
-  /** Folder with vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json. Default: <repo>/../shared/fixtures/clip-tokenizer. */
+  /**
+   * Folder with vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json to copy, or 'byte-level' for
+   * a generated merge-free CLIP tokenizer. Default: <repo>/../shared/fixtures/clip-tokenizer.
+   */
   tokenizerDir?: string;
   seed?: number;
   /** Text-encoder width = UNet cross-attention width. Default 32. */
@@ -510,7 +514,8 @@ export async function writeTinyModel(dir: string, opts: TinyModelOptions = {}): 
   await writeFile(path.join(root, 'model_index.json'), json(modelIndex(o)));
   await mkdir(path.join(root, 'scheduler'), { recursive: true });
   await writeFile(path.join(root, 'scheduler', 'scheduler_config.json'), json(o.schedulerConfig));
-  await copyTokenizer(o.tokenizerDir, path.join(root, 'tokenizer'));
+  if (o.tokenizerDir === 'byte-level') await writeByteLevelTokenizer(path.join(root, 'tokenizer'));
+  else await copyTokenizer(o.tokenizerDir, path.join(root, 'tokenizer'));
 
   await buildTextEncoder(o).save(path.join(root, 'text_encoder', 'model.onnx'));
 
