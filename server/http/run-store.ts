@@ -2,22 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Graph } from '../../nodes/graph-format.js';
-import type { NodeState, RunError, RunOutput, RunStatus, RunTimings } from './run-types.js';
+import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings } from './run-types.js';
 
 /** One row of the runs table without its graph, JSON columns decoded: what lists need. */
-export interface StoredRunMeta {
+export interface StoredRunMeta extends RunRecord {
   readonly seq: number;
-  readonly id: string;
-  readonly status: RunStatus;
-  readonly client_id: string | null;
-  readonly created_at: number;
-  readonly started_at: number | null;
-  readonly finished_at: number | null;
   readonly attempts: number;
-  readonly outputs: readonly RunOutput[];
-  readonly error: RunError | null;
-  readonly timings: RunTimings | null;
-  readonly node_states: Readonly<Record<string, NodeState>>;
 }
 
 export interface StoredRun extends StoredRunMeta {

@@ -39,8 +39,8 @@ export interface RunProgress {
   readonly t: number;
 }
 
-/** What lists, snapshots and GET /api/runs/:id share; the detail adds the graph. */
-export interface RunSummary {
+/** The fields of a run that are persisted and also shown to clients. */
+export interface RunRecord {
   readonly id: string;
   readonly status: RunStatus;
   readonly client_id: string | null;
@@ -48,13 +48,17 @@ export interface RunSummary {
   readonly created_at: number;
   readonly started_at: number | null;
   readonly finished_at: number | null;
-  /** Runs ahead of this one in the queue (0 = next); null unless queued. */
-  readonly position: number | null;
   readonly outputs: readonly RunOutput[];
   readonly error: RunError | null;
   readonly timings: RunTimings | null;
-  readonly progress: RunProgress | null;
   readonly node_states: Readonly<Record<string, NodeState>>;
+}
+
+/** What lists, snapshots and GET /api/runs/:id share; the detail adds the graph. */
+export interface RunSummary extends RunRecord {
+  /** Runs ahead of this one in the queue (0 = next); null unless queued. */
+  readonly position: number | null;
+  readonly progress: RunProgress | null;
   readonly cancel_requested: boolean;
 }
 
