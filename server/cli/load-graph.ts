@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import type { Graph } from '../../nodes/graph-format.js';
-import { readGraphFromPng } from '../sd/png-meta.js';
+import { isPng, readGraphFromPng } from '../sd/png-meta.js';
 
 /** Reads a graph from a .json file or from a PNG that FuseGraph wrote. The result is untrusted until validated. */
 export async function loadGraphFile(file: string): Promise<unknown> {
   const bytes = await readFile(file);
-  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+  if (isPng(bytes)) {
     const graph = readGraphFromPng(bytes);
     if (!graph) throw new Error(`${file}: this PNG carries no FuseGraph graph`);
     return graph;

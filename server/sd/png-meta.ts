@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import type { Graph } from '../../nodes/graph-format.js';
-import { validateGraph } from '../engine/validate.js';
+import { parseGraph } from '../../nodes/graph-format.js';
 
 /** The keyword of the PNG text chunk that carries a run's graph and provenance. */
 export const PNG_META_KEY = 'fusegraph';
@@ -37,6 +37,11 @@ function itxt(keyword: string, text: string): Buffer {
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
+/** Whether the bytes start with the PNG signature. */
+export function isPng(bytes: Uint8Array): boolean {
+  return bytes.length >= SIGNATURE.length && SIGNATURE.equals(bytes.subarray(0, SIGNATURE.length));
+}
+
 /** Encodes interleaved RGB bytes as PNG with `meta` as JSON in a `fusegraph` iTXt chunk before IEND. */
 export async function encodePngWithMetadata(rgb: Uint8Array, width: number, height: number, meta: unknown): Promise<Buffer> {
   const png = await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
@@ -47,7 +52,7 @@ export async function encodePngWithMetadata(rgb: Uint8Array, width: number, heig
 /** Text chunks (tEXt and uncompressed iTXt) by keyword. */
 export function readPngText(png: Buffer): Map<string, string> {
   const out = new Map<string, string>();
-  if (png.length < 8 || !png.subarray(0, 8).equals(SIGNATURE)) throw new Error('not a PNG file');
+  if (!isPng(png)) throw new Error('not a PNG file');
   let off = 8;
   while (off + 12 <= png.length) {
     const len = png.readUInt32BE(off);
@@ -72,14 +77,16 @@ export function readPngText(png: Buffer): Map<string, string> {
   return out;
 }
 
-/** The graph a FuseGraph PNG carries, or null when it has none (or an invalid one). */
+/**
+ * The graph a FuseGraph PNG carries, or null when it has none in graph format v1. Only the format is checked:
+ * a graph that no longer validates (a node or model that changed since) is still returned, for callers to report.
+ */
 export function readGraphFromPng(png: Buffer): Graph | null {
   const text = readPngText(png).get(PNG_META_KEY);
   if (!text) return null;
   try {
     const meta = JSON.parse(text) as { graph?: unknown };
-    const checked = validateGraph(meta.graph);
-    return checked.graph && checked.issues.length === 0 ? checked.graph : null;
+    return parseGraph(meta.graph).graph;
   } catch {
     return null;
   }

@@ -36,5 +36,9 @@ describe('PNG metadata', () => {
     const invalid = await encodePngWithMetadata(new Uint8Array(12), 2, 2, { graph: { format: 'nope' } });
     assert.equal(readGraphFromPng(invalid), null);
     assert.throws(() => readPngText(Buffer.from('GIF89a')), /not a PNG/);
+    // A graph that no longer validates (here an unknown node type) is still handed back, for the caller to report.
+    const stale = txt2imgGraph('m');
+    stale.nodes.save!.type = 'RetiredNode';
+    assert.deepEqual(readGraphFromPng(await encodePngWithMetadata(new Uint8Array(12), 2, 2, { graph: stale })), stale);
   });
 });

@@ -1,9 +1,7 @@
 import express, { Router } from 'express';
 import { validateGraph } from '../../engine/validate.js';
-import { readGraphFromPng } from '../../sd/png-meta.js';
+import { isPng, readGraphFromPng } from '../../sd/png-meta.js';
 import { HttpError } from '../http-error.js';
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /** Dropping an output PNG on the editor gives back the graph that made it; the server parses it so clients need no PNG code. */
 export function graphFromPngRoutes(limit: string): Router {
@@ -13,7 +11,7 @@ export function graphFromPngRoutes(limit: string): Router {
     if (!Buffer.isBuffer(body) || body.length === 0) {
       throw new HttpError(415, 'unsupported_media_type', 'send the PNG bytes as the body with "Content-Type: image/png"');
     }
-    if (body.length < PNG_SIGNATURE.length || !body.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) {
+    if (!isPng(body)) {
       throw new HttpError(400, 'not_png', 'the body is not a PNG file');
     }
     let graph: ReturnType<typeof readGraphFromPng>;
