@@ -98,30 +98,21 @@ export function resizeBilinear(
   checkCount(fn, 'ow', ow, 1);
   checkLength(fn, 'src', src, planes * ih * iw);
   checkLength(fn, 'out', out, planes * oh * ow);
-  const sy = ih / oh;
-  const sx = iw / ow;
+  const rows = axisTaps(ih, oh);
+  const cols = axisTaps(iw, ow);
   for (let pl = 0; pl < planes; pl++) {
     const sBase = pl * ih * iw;
     const oBase = pl * oh * ow;
     for (let i = 0; i < oh; i++) {
-      let fy = (i + 0.5) * sy - 0.5;
-      if (fy < 0) fy = 0;
-      // fy >= 0 here, so truncation is floor.
-      let y0 = fy | 0;
-      if (y0 > ih - 1) y0 = ih - 1;
-      const y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
-      const ly = fy - y0;
+      const ly = rows.frac[i]!;
       const hy = 1 - ly;
-      const row0 = sBase + y0 * iw;
-      const row1 = sBase + y1 * iw;
+      const row0 = sBase + rows.lo[i]! * iw;
+      const row1 = sBase + rows.hi[i]! * iw;
       const oRow = oBase + i * ow;
       for (let j = 0; j < ow; j++) {
-        let fx = (j + 0.5) * sx - 0.5;
-        if (fx < 0) fx = 0;
-        let x0 = fx | 0;
-        if (x0 > iw - 1) x0 = iw - 1;
-        const x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
-        const lx = fx - x0;
+        const x0 = cols.lo[j]!;
+        const x1 = cols.hi[j]!;
+        const lx = cols.frac[j]!;
         // Rows first, then columns: the same association as Appendix A.
         const left = src[row0 + x0]! * hy + src[row1 + x0]! * ly;
         const right = src[row0 + x1]! * hy + src[row1 + x1]! * ly;
@@ -129,6 +120,25 @@ export function resizeBilinear(
       }
     }
   }
+}
+
+/** Source taps of a bilinear resize along one axis, by PyTorch's align_corners=False rules (same for rows and columns). */
+function axisTaps(inSize: number, outSize: number): { lo: Int32Array; hi: Int32Array; frac: Float64Array } {
+  const lo = new Int32Array(outSize);
+  const hi = new Int32Array(outSize);
+  const frac = new Float64Array(outSize);
+  const scale = inSize / outSize;
+  for (let o = 0; o < outSize; o++) {
+    let f = (o + 0.5) * scale - 0.5;
+    if (f < 0) f = 0;
+    // f >= 0 here, so truncation is floor.
+    let i0 = f | 0;
+    if (i0 > inSize - 1) i0 = inSize - 1;
+    lo[o] = i0;
+    hi[o] = i0 + 1 < inSize ? i0 + 1 : inSize - 1;
+    frac[o] = f - i0;
+  }
+  return { lo, hi, frac };
 }
 
 /**
