@@ -13,7 +13,8 @@
 # Everything lands in $OUT (at most 8 files, as the device tool returns): device.log (all output), summary.txt (the
 # tables), reference.json, fusegraph-cuda.json, reference-webgpu.json, fusegraph-webgpu.json.
 # Environment: BENCH_BUDGET_S (default 500: seconds this script may use; later steps are skipped past it),
-# BENCH_WEBGPU_STEPS (default 20; 0 skips WebGPU), BENCH_STEPS (default 100), BENCH_SIZE (default 512).
+# BENCH_WEBGPU_STEPS (default 20; 0 skips WebGPU), BENCH_STEPS (default 100), BENCH_SIZE (default 512),
+# BENCH_WAIT_FILE (the timed steps wait until this file exists, at most until BENCH_TIMED_S (230) before the budget).
 # CPU dry run of the same script (how it was tested without a device):
 #   OUT=/tmp/dry BENCH_TOKENIZER=../shared/fixtures/clip-tokenizer BENCH_SMALL=1 BENCH_TORCH_DEVICE=cpu BENCH_DTYPE=fp32 BENCH_PROVIDER=cpu BENCH_STEPS=10 BENCH_SIZE=128 \
 #   BENCH_WEBGPU_STEPS=0 PY=/usr/bin/python3 bash tools/bench-gpu/device.sh
@@ -66,6 +67,16 @@ grep -h -E '^(make_models|  (general|expert)|  legacy)' /tmp/make-general.log /t
 du -sh "$M"/*/unet "$M"/*/text_encoder "$M"/*/vae_decoder
 node bin/fusegraph.js tokenize "$M/general/tokenizer" "A lion with a crown on his head" > "$M/prompt.json"
 node bin/fusegraph.js tokenize "$M/general/tokenizer" "" > "$M/uncond.json"
+
+# Another job may share the GPU until BENCH_WAIT_FILE exists (the demo-model training of issue 7 runs beside the
+# export in the same device session); the timed steps start only after it, or after a cap that leaves them time.
+if [ -n "${BENCH_WAIT_FILE:-}" ]; then
+  cap=$((budget - ${BENCH_TIMED_S:-230}))
+  say "waiting for $BENCH_WAIT_FILE (at most until +${cap}s)"
+  while [ ! -e "$BENCH_WAIT_FILE" ] && [ "$(elapsed)" -lt "$cap" ]; do sleep 2; done
+  [ -e "$BENCH_WAIT_FILE" ] && say "GPU free: $BENCH_WAIT_FILE exists" || say "WARNING: timed steps start while the other job still runs"
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+fi
 
 # 2. PyTorch reference (the models' weights are rebuilt from their seeds and checked against the export)
 say "reference_sampler: $precision, attention math + sdpa, $steps steps, ${size}px"
