@@ -1,0 +1,63 @@
+#!/bin/bash
+# WebGPU on the device machine (issues 3 and 8), with the standard Node bundle of ../shared/device/pack.sh
+# (onnxruntime-node 1.30, whose WebGPU EP runs where the CUDA bundle's 1.29 crashed), one call:
+#
+#   run carry [".devcarry", ".devcarry-bench"]: source .devcarry/prelude.sh; BENCH_BUDGET_S=200 bash tools/bench-gpu/webgpu-check.sh
+#
+#   1. the demo models (models/demo, 32×32 pixel space): the cross-domain graph, 50 steps, on cpu and on webgpu;
+#      the final latents of the three samplers compared between the two providers
+#   2. if the budget leaves time: SD-1.5-shaped fp16 models made on the GPU (make_models.py), then run.ts with
+#      --provider webgpu at BENCH_WEBGPU_STEPS (20) against .devcarry-bench/reference-webgpu.json (a PyTorch
+#      reference at the same steps, from device.sh), cut by `timeout` at the budget
+# $OUT gets webgpu.log, summary.txt, demo-cpu.json, demo-webgpu.json, fusegraph-webgpu.json.
+set -uo pipefail
+OUT=${OUT:-/tmp/fg-webgpu-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/webgpu.log") 2>&1
+start=$SECONDS
+budget=${BENCH_BUDGET_S:-200}
+wsteps=${BENCH_WEBGPU_STEPS:-20}
+elapsed() { echo $((SECONDS - start)); }
+say() { echo "[webgpu-check +$(elapsed)s] $*"; }
+ldconfig -p | grep -q libvulkan.so.1 || say "no libvulkan.so.1: the WebGPU EP will find no adapter"
+
+demo=/tmp/fg-demo-bench
+mkdir -p "$demo"
+ln -sfn "$PWD/models/demo/general" "$demo/general"
+ln -sfn "$PWD/models/demo/cartoon" "$demo/expert"
+for p in cpu webgpu; do
+  say "demo models on $p"
+  timeout 90 node --import tsx tools/bench-gpu/run.ts --models "$demo" --provider "$p" --steps 50 --size 32 --raw-calls 0 \
+    --label "demo $p" --out "/tmp/fg-demo-$p" --json "$OUT/demo-$p.json" | tee "/tmp/demo-$p.txt"
+  { echo "== demo models, $p =="; cat "/tmp/demo-$p.txt"; echo; } >> "$OUT/summary.txt"
+done
+node --import tsx --input-type=module -e "
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { decodeNpy } = await import('./server/sd/npy.ts');
+  for (const f of readdirSync('/tmp/fg-demo-cpu').filter((n) => n.endsWith('.npy')).sort()) {
+    const a = decodeNpy(readFileSync('/tmp/fg-demo-cpu/' + f)).data, b = decodeNpy(readFileSync('/tmp/fg-demo-webgpu/' + f)).data;
+    let max = 0, ref = 0;
+    for (let i = 0; i < a.length; i++) { max = Math.max(max, Math.abs(a[i] - b[i])); ref = Math.max(ref, Math.abs(a[i])); }
+    console.log('demo latent ' + f + ': webgpu vs cpu max |diff| ' + max.toExponential(3) + ' (max |cpu| ' + ref.toFixed(3) + ')');
+  }" | tee -a "$OUT/summary.txt"
+
+left=$((budget - $(elapsed)))
+if [ "$wsteps" -gt 0 ] && [ "$left" -gt 110 ] && [ -f .devcarry-bench/reference-webgpu.json ]; then
+  M=/tmp/fg-bench-models
+  say "make_models (${left}s of the budget left)"
+  for name in general expert; do
+    python3 tools/bench-gpu/make_models.py --out "$M" --dtype fp16 --device cuda --tokenizer .devcarry-bench/tokenizer --only "$name" > "/tmp/make-$name.log" 2>&1 &
+  done
+  wait
+  grep -h -E '^  (general|expert):' /tmp/make-general.log /tmp/make-expert.log
+  left=$((budget - $(elapsed)))
+  say "FuseGraph webgpu, $wsteps steps (${left}s left)"
+  timeout --signal=INT "$((left > 20 ? left : 20))" node --import tsx tools/bench-gpu/run.ts --models "$M" --provider webgpu --steps "$wsteps" \
+    --size 512 --torch-result .devcarry-bench/reference-webgpu.json --out /tmp/fg-webgpu --json "$OUT/fusegraph-webgpu.json" --raw-calls 4 \
+    | tee /tmp/table-webgpu.txt
+  { echo "== WebGPU EP, SD-1.5-shaped models ($wsteps steps) =="; cat /tmp/table-webgpu.txt; } >> "$OUT/summary.txt"
+else
+  say "SD-size WebGPU skipped (${left}s of the budget left)"
+fi
+say "done"
+sleep 1
