@@ -11,6 +11,13 @@ export class SessionError extends Error {
   }
 }
 
+/**
+ * One lock for every session worker of the process (see `exclusive` in session-worker.js): onnxruntime-node runs all
+ * WebGPU sessions of a process on one WebGPU context, which is not thread-safe, so the workers take turns on it.
+ * 0 = free, else the threadId of the worker holding it.
+ */
+const gpuLock = new Int32Array(new SharedArrayBuffer(4));
+
 /** Conditionings kept per worker: a few loops' worth (positive and negative of several PredictNoise nodes). */
 const MAX_KEPT = 16;
 
@@ -28,7 +35,8 @@ export class SessionHost {
   private nextKept = 1;
 
   constructor() {
-    this.worker = new Worker(new URL('./session-worker.js', import.meta.url));
+    this.worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { gpuLock } });
+    const threadId = this.worker.threadId;
     this.worker.unref();
     this.worker.on('message', (res: WorkerResponse) => {
       const p = this.pending.get(res.id);
@@ -43,7 +51,11 @@ export class SessionHost {
       this.pending.clear();
     };
     this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new SessionError(`session worker exited (code ${code})`)));
+    this.worker.on('exit', (code) => {
+      // A worker that ends while holding the WebGPU lock (terminated mid-call) must not block the others forever.
+      if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
+      fail(new SessionError(`session worker exited (code ${code})`));
+    });
   }
 
   private call(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<unknown> {

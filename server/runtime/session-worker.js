@@ -2,10 +2,10 @@
 /**
  * Worker thread that owns the ONNX Runtime sessions of one model folder. session.run() blocks its thread while it
  * computes, so each model gets its own thread: the server's event loop stays responsive and two models' UNet calls
- * can run at the same time. Plain JavaScript (type-checked through JSDoc) so a worker starts without the TypeScript
+ * can run at the same time (on WebGPU they take turns: see `exclusive`). Plain JavaScript (type-checked through JSDoc) so a worker starts without the TypeScript
  * loader, which would add about 0.4 s to every model load.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { sessionOptions } from './session-options.js';
 
@@ -19,6 +19,44 @@ import { sessionOptions } from './session-options.js';
 
 /** @type {Map<string, ort.InferenceSession>} */
 const sessions = new Map();
+/** Whether this worker's sessions run on WebGPU, so every call on them must hold the process-wide lock. */
+let onWebGpu = false;
+
+/**
+ * The process-wide WebGPU lock (session-host.ts): 0 when free, else the holder's threadId. onnxruntime-node puts
+ * every WebGPU session of a process on one WebGPU context (one Dawn device and command encoder), which is not
+ * thread-safe: two workers creating, running or releasing WebGPU sessions at the same time crash the whole process.
+ * @type {Int32Array | undefined}
+ */
+const gpuLock = workerData?.gpuLock;
+/** Atomics.waitAsync (Node 16+; ES2024, newer than the project's TypeScript lib). */
+const { waitAsync } = /** @type {{ waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: unknown } }} */ (
+  /** @type {unknown} */ (Atomics)
+);
+
+/**
+ * Runs `fn` holding the WebGPU lock when `needed`. Waits with Atomics.waitAsync, so a second request to this same
+ * worker waits without blocking the thread that holds the lock.
+ * @template T
+ * @param {boolean} needed
+ * @param {() => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
+async function exclusive(needed, fn) {
+  if (!needed || !gpuLock) return fn();
+  for (;;) {
+    const holder = Atomics.compareExchange(gpuLock, 0, 0, threadId);
+    if (holder === 0) break;
+    const wait = waitAsync(gpuLock, 0, holder);
+    if (wait.async) await wait.value;
+  }
+  try {
+    return await fn();
+  } finally {
+    Atomics.store(gpuLock, 0, 0);
+    Atomics.notify(gpuLock, 0);
+  }
+}
 /** Tensors kept across calls (see KeptFeed in wire.ts). @type {Map<string, ort.Tensor>} */
 const kept = new Map();
 
@@ -42,18 +80,21 @@ async function open(parts, providers, threads) {
     try {
       for (const [name, file] of Object.entries(parts)) {
         try {
-          created.set(name, await ort.InferenceSession.create(file, sessionOptions(provider, threads)));
+          created.set(name, await exclusive(provider === 'webgpu', () => ort.InferenceSession.create(file, sessionOptions(provider, threads))));
         } catch (err) {
           throw Object.assign(new Error(`${file}: ${/** @type {Error} */ (err).message}`), { file });
         }
       }
     } catch (err) {
-      for (const s of created.values()) await s.release();
+      await exclusive(provider === 'webgpu', async () => {
+        for (const s of created.values()) await s.release();
+      });
       // A broken file fails on every provider, so fall back only while a later provider is left to try.
       if (i === providers.length - 1) throw err;
       fallbacks.push({ provider, error: /** @type {Error} */ (err).message });
       continue;
     }
+    onWebGpu = provider === 'webgpu';
     /** @type {Record<string, PartMeta>} */
     const result = {};
     for (const [name, s] of created) {
@@ -89,7 +130,7 @@ async function run(part, feeds, fetch) {
   /** @type {Record<string, ort.Tensor>} */
   const ortFeeds = {};
   for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = resolveFeed(feed);
-  const out = await session.run(ortFeeds, fetch);
+  const out = await exclusive(onWebGpu, () => session.run(ortFeeds, fetch));
   /** @type {Record<string, WireTensor>} */
   const result = {};
   for (const name of fetch) {
@@ -108,7 +149,9 @@ async function handle(req) {
     case 'run':
       return run(req.part, req.feeds, req.fetch);
     case 'close':
-      for (const s of sessions.values()) await s.release();
+      await exclusive(onWebGpu, async () => {
+        for (const s of sessions.values()) await s.release();
+      });
       sessions.clear();
       kept.clear();
       return null;

@@ -1,0 +1,75 @@
+// The WebGPU execution provider through the engine: two models' workers on WebGPU at once, as a fused run does.
+// onnxruntime-node puts every WebGPU session of a process on one WebGPU context, and two threads using it at the
+// same time crashed the process (seen on an H100, reproduced on Mesa's lavapipe); the workers now take turns.
+// Needs a Vulkan loader and a WebGPU adapter: on a machine without a GPU, tools/webgpu/setup-lavapipe.sh provides
+// a software one (`source /tmp/lavapipe/env.sh` before `npm test`); elsewhere the test is skipped with the reason.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Graph } from '../../nodes/graph-format.js';
+import { executeGraph } from '../../server/engine/executor.js';
+import { vulkanLoaderPresent } from '../../server/runtime/providers.js';
+import { ModelManager } from '../../server/runtime/model-manager.js';
+import { decodeNpy } from '../../server/sd/npy.js';
+import { snbGraph } from '../helpers/graphs.js';
+import type { TinyWorkspace } from '../helpers/tiny-models.js';
+import { tinyWorkspace } from '../helpers/tiny-models.js';
+
+const skip = vulkanLoaderPresent() ? false : 'no Vulkan loader (libvulkan.so.1): tools/webgpu/setup-lavapipe.sh provides a software one';
+
+function onProvider(g: Graph, provider: string): Graph {
+  for (const node of Object.values(g.nodes)) if (node.type === 'LoadModel') node.params = { ...node.params, provider };
+  return g;
+}
+
+describe('WebGPU execution provider', { skip }, () => {
+  let ws: TinyWorkspace;
+  let out: string;
+  before(async () => {
+    ws = await tinyWorkspace({ general: { seed: 1 }, cartoon: { seed: 2 } });
+    out = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-webgpu-'));
+  });
+  after(async () => {
+    await ws.cleanup();
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('runs a fused loop with both models on WebGPU at once and matches the CPU', async (t) => {
+    const graph = (): Graph =>
+      snbGraph({ base: 'general', other: 'cartoon', promptBase: 'a red star', promptOther: 'a red star', seed: 3, size: 64, mode: 2, switchT: 400, steps: 12 });
+    const run = async (provider: string, models: ModelManager, dir: string): Promise<Float32Array> => {
+      await executeGraph(onProvider(graph(), provider), { roots: { models: ws.models, input: out, output: dir }, models });
+      return decodeNpy(await readFile(path.join(dir, 'x.npy'))).data;
+    };
+    const cpuModels = new ModelManager({ threads: 1 });
+    const gpuModels = new ModelManager();
+    try {
+      const ref = await run('cpu', cpuModels, path.join(out, 'cpu'));
+      let first: Float32Array;
+      try {
+        first = await run('webgpu', gpuModels, path.join(out, 'webgpu-1'));
+      } catch (err) {
+        if (/adapter/i.test((err as Error).message)) return t.skip(`no WebGPU adapter: ${(err as Error).message.split('\n')[0]}`);
+        throw err;
+      }
+      // Resident sessions, second run: the two workers' calls interleave on the shared context again.
+      const second = await run('webgpu', gpuModels, path.join(out, 'webgpu-2'));
+      assert.deepEqual(gpuModels.loadedKeys().map((k) => k.split('|')[1]).sort(), ['webgpu', 'webgpu']);
+      let maxDiff = 0;
+      let maxRef = 0;
+      for (let i = 0; i < ref.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(first[i]! - ref[i]!));
+        maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+      }
+      t.diagnostic(`webgpu vs cpu: max |diff| ${maxDiff.toExponential(2)} (max |cpu| ${maxRef.toFixed(2)})`);
+      assert.ok(maxDiff < 1e-3 * Math.max(1, maxRef), `webgpu differs from cpu by ${maxDiff}`);
+      assert.deepEqual(second, first, 'the same graph on resident WebGPU sessions gives the same latent');
+    } finally {
+      await cpuModels.dispose();
+      await gpuModels.dispose();
+    }
+  });
+});
