@@ -1,6 +1,5 @@
 // Issue 7's acceptance test: graphs/demo-fusion.json on the trained demo models (models/demo/general and
 // models/demo/cartoon, made by tools/demo-models on a device session), measured with tools/demo-models/measure.ts.
-// Skipped, with the reason, until those models exist.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -22,8 +21,7 @@ const CARTOON = path.join(MODELS_ROOT, 'demo', 'cartoon');
 const READY = [GENERAL, CARTOON].every((dir) => existsSync(path.join(dir, 'unet', 'model.onnx')));
 const SKIP = READY
   ? false
-  : 'models/demo/general and models/demo/cartoon do not exist yet: they are trained on a device session ' +
-    '(issue 7; tools/demo-models/README.md), and this machine has no GPU';
+  : 'models/demo/general and models/demo/cartoon are missing (they are committed; tools/demo-models/README.md remakes them)';
 
 /** Seeds the graph runs with; DEMO_SEEDS=8 for the table in the issue note. */
 const SEEDS = Array.from({ length: Number(process.env.DEMO_SEEDS ?? 4) }, (_, i) => i);

@@ -32,7 +32,7 @@ const USAGE = `Usage: node --import tsx tools/tiny-models/cli.ts OUT_DIR [option
   --unet-depth N          extra residual conv blocks
   --scaling-factor X      VAE scaling_factor (default 0.18215)
   --scheduler-config JSON merged over the SD1 PNDM scheduler config
-  --tokenizer DIR         CLIP tokenizer folder (default ../shared/fixtures/clip-tokenizer)
+  --tokenizer DIR         CLIP tokenizer folder, or byte-level (default ../shared/fixtures/clip-tokenizer if present, else byte-level)
   -h, --help`;
 
 function int(name: string, v: string | undefined): number | undefined {
@@ -103,7 +103,7 @@ export function parseCliArgs(argv: readonly string[]): { outDir: string; options
   set('unetWidth', int('unet-width', values['unet-width']));
   set('unetDepth', int('unet-depth', values['unet-depth']));
   set('scalingFactor', num('scaling-factor', values['scaling-factor']));
-  if (values.tokenizer !== undefined) options.tokenizerDir = path.resolve(values.tokenizer);
+  if (values.tokenizer !== undefined) options.tokenizerDir = values.tokenizer === 'byte-level' ? 'byte-level' : path.resolve(values.tokenizer);
 
   const ext = oneOf('external-data', values['external-data'], ['none', 'weights.pb', 'model.onnx_data', 'model.onnx.data'] as const);
   if (ext !== undefined) options.externalData = ext === 'none' ? null : (ext satisfies TinyExternalData);

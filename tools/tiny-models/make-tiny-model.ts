@@ -30,7 +30,7 @@ export interface TinyTimestepSpec {
 export interface TinyModelOptions {
   /**
    * Folder with vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json to copy, or 'byte-level' for
-   * a generated merge-free CLIP tokenizer. Default: <repo>/../shared/fixtures/clip-tokenizer.
+   * a generated merge-free CLIP tokenizer. Default: <repo>/../shared/fixtures/clip-tokenizer, or 'byte-level' where that is missing.
    */
   tokenizerDir?: string;
   seed?: number;
@@ -175,8 +175,10 @@ export function findRepoRoot(start: string = path.dirname(fileURLToPath(import.m
   }
 }
 
+/** The real SD 1.x tokenizer beside the repository (tests, CI), else the generated one: the tools also work on a clone without ../shared. */
 export function defaultTokenizerDir(): string {
-  return path.resolve(findRepoRoot(), '..', 'shared', 'fixtures', 'clip-tokenizer');
+  const fixture = path.resolve(findRepoRoot(), '..', 'shared', 'fixtures', 'clip-tokenizer');
+  return existsSync(path.join(fixture, 'vocab.json')) ? fixture : 'byte-level';
 }
 
 function positiveInt(name: string, v: number): number {
