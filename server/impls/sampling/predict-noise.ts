@@ -3,9 +3,13 @@ import { applyGuidance } from '../../sampler/guidance.js';
 import type { Conditioning, NoiseValue, RunContext } from '../types.js';
 import { implement } from '../types.js';
 
-/** Per-node buffers, built on the first step and reused by every later one of the run. */
+/**
+ * Per-node buffers, built on the first step and reused by every later one of the run. `eps` is overwritten at every
+ * step: consumers use a step's noise within that step (DDIMStep, BlendNoise, SaliencyMask) and keep no reference.
+ */
 interface Buffers {
   readonly sample: Float32Array;
+  readonly eps: Float32Array;
   readonly context: Float32Array;
   readonly contextShape: readonly number[];
 }
@@ -44,7 +48,7 @@ export const predictNoise = implement(PredictNoise, {
     let buf = buffers.get(ctx);
     if (!buf || buf.sample.length !== 2 * size) {
       const context = conditioningRows(ctx, negative, positive, batch, model.info.hiddenSize);
-      buf = { sample: new Float32Array(2 * size), context, contextShape: [2 * batch, positive.shape[1]!, positive.shape[2]!] };
+      buf = { sample: new Float32Array(2 * size), eps: new Float32Array(size), context, contextShape: [2 * batch, positive.shape[1]!, positive.shape[2]!] };
       buffers.set(ctx, buf);
     }
     buf.sample.set(step.x.data, 0);
@@ -53,8 +57,7 @@ export const predictNoise = implement(PredictNoise, {
     if (out.length !== 2 * size) throw ctx.error(`UNet returned ${out.length} values, expected ${2 * size}`, 'inputs.model');
     const uncond = out.subarray(0, size);
     const cond = out.subarray(size);
-    const eps = new Float32Array(size);
-    applyGuidance(eps, uncond, cond, params.guidance_scale);
-    return { eps, shape: step.x.shape, parts: { uncond, cond, scale: params.guidance_scale, node: ctx.node } };
+    applyGuidance(buf.eps, uncond, cond, params.guidance_scale);
+    return { eps: buf.eps, shape: step.x.shape, parts: { uncond, cond, scale: params.guidance_scale, node: ctx.node } };
   },
 });
