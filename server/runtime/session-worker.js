@@ -2,8 +2,8 @@
 /**
  * Worker thread that owns the ONNX Runtime sessions of one model folder. session.run() blocks its thread while it
  * computes, so each model gets its own thread: the server's event loop stays responsive and two models' UNet calls
- * can run at the same time (on WebGPU they take turns: see `exclusive`). Plain JavaScript (type-checked through JSDoc) so a worker starts without the TypeScript
- * loader, which would add about 0.4 s to every model load.
+ * can run at the same time (on WebGPU they take turns: see `exclusive`). Plain JavaScript (type-checked through
+ * JSDoc) so a worker starts without the TypeScript loader, which would add about 0.4 s to every model load.
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
