@@ -10,6 +10,11 @@
 #      --provider webgpu at BENCH_WEBGPU_STEPS (20) against .devcarry-bench/reference-webgpu.json (a PyTorch
 #      reference at the same steps, from device.sh), cut by `timeout` at the budget
 # $OUT gets webgpu.log, summary.txt, demo-cpu.json, demo-webgpu.json, fusegraph-webgpu.json.
+# Size: the working tree (~17 MB with models/demo) plus pack.sh's .devcarry (~52 MB) is over the 64 MiB of a call;
+# run.ts needs no better-sqlite3, so repack without it first (~24 MB of node_modules instead of ~29):
+#   mkdir -p /tmp/nm && tar -C /tmp/nm -xJf .devcarry/node_modules.tar.xz \
+#     && tar -C /tmp/nm -cf - --exclude=node_modules/better-sqlite3 node_modules | xz -T0 -9 > .devcarry/node_modules.tar.xz
+# .devcarry-bench/reference-webgpu.json is the 20-step PyTorch reference that device.sh wrote ($OUT of its call).
 set -uo pipefail
 OUT=${OUT:-/tmp/fg-webgpu-out}
 mkdir -p "$OUT"
