@@ -7,14 +7,13 @@
 #   1. the demo models (models/demo, 32×32 pixel space): the cross-domain graph, 50 steps, on cpu and on webgpu;
 #      the final latents of the three samplers compared between the two providers
 #   2. if the budget leaves time: SD-1.5-shaped fp16 models made on the GPU (make_models.py), then run.ts with
-#      --provider webgpu at BENCH_WEBGPU_STEPS (20) against .devcarry-bench/reference-webgpu.json (a PyTorch
-#      reference at the same steps, from device.sh), cut by `timeout` at the budget
+#      --provider webgpu at BENCH_WEBGPU_STEPS (20) against BENCH_WEBGPU_REF (a 20-step PyTorch reference from
+#      device.sh on the same seeded weights), cut by `timeout` at the budget
 # $OUT gets webgpu.log, summary.txt, demo-cpu.json, demo-webgpu.json, fusegraph-webgpu.json.
 # Size: the working tree (~17 MB with models/demo) plus pack.sh's .devcarry (~52 MB) is over the 64 MiB of a call;
 # run.ts needs no better-sqlite3, so repack without it first (~24 MB of node_modules instead of ~29):
 #   mkdir -p /tmp/nm && tar -C /tmp/nm -xJf .devcarry/node_modules.tar.xz \
 #     && tar -C /tmp/nm -cf - --exclude=node_modules/better-sqlite3 node_modules | xz -T0 -9 > .devcarry/node_modules.tar.xz
-# .devcarry-bench/reference-webgpu.json is the 20-step PyTorch reference that device.sh wrote ($OUT of its call).
 set -uo pipefail
 OUT=${OUT:-/tmp/fg-webgpu-out}
 mkdir -p "$OUT"
@@ -22,6 +21,7 @@ exec > >(tee -a "$OUT/webgpu.log") 2>&1
 start=$SECONDS
 budget=${BENCH_BUDGET_S:-200}
 wsteps=${BENCH_WEBGPU_STEPS:-20}
+ref=${BENCH_WEBGPU_REF:-tools/bench-gpu/results/2026-11-26-h100/reference-webgpu.json}
 elapsed() { echo $((SECONDS - start)); }
 say() { echo "[webgpu-check +$(elapsed)s] $*"; }
 ldconfig -p | grep -q libvulkan.so.1 || say "no libvulkan.so.1: the WebGPU EP will find no adapter"
@@ -47,7 +47,7 @@ node --import tsx --input-type=module -e "
   }" | tee -a "$OUT/summary.txt"
 
 left=$((budget - $(elapsed)))
-if [ "$wsteps" -gt 0 ] && [ "$left" -gt 110 ] && [ -f .devcarry-bench/reference-webgpu.json ]; then
+if [ "$wsteps" -gt 0 ] && [ "$left" -gt 110 ] && [ -f "$ref" ]; then
   M=/tmp/fg-bench-models
   say "make_models (${left}s of the budget left)"
   for name in general expert; do
@@ -58,7 +58,7 @@ if [ "$wsteps" -gt 0 ] && [ "$left" -gt 110 ] && [ -f .devcarry-bench/reference-
   left=$((budget - $(elapsed)))
   say "FuseGraph webgpu, $wsteps steps (${left}s left)"
   timeout --signal=INT "$((left > 20 ? left : 20))" node --import tsx tools/bench-gpu/run.ts --models "$M" --provider webgpu --steps "$wsteps" \
-    --size 512 --torch-result .devcarry-bench/reference-webgpu.json --out /tmp/fg-webgpu --json "$OUT/fusegraph-webgpu.json" --raw-calls 4 \
+    --size 512 --torch-result "$ref" --out /tmp/fg-webgpu --json "$OUT/fusegraph-webgpu.json" --raw-calls 4 \
     | tee /tmp/table-webgpu.txt
   { echo "== WebGPU EP, SD-1.5-shaped models ($wsteps steps) =="; cat /tmp/table-webgpu.txt; } >> "$OUT/summary.txt"
 else
