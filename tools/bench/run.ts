@@ -8,7 +8,10 @@ console.log(`txt2img ${sampling.steps} steps, CFG batch 2, 64×64 latent (tiny U
 console.log(`  raw onnxruntime-node loop : ${sampling.rawMsPerCall.toFixed(2)} ms per UNet call`);
 console.log(`  FuseGraph executor        : ${sampling.executorMsPerCall.toFixed(2)} ms per UNet call`);
 console.log(`  executor overhead         : ${sampling.overheadPct.toFixed(1)} % (target < 3 %; medians of 9 interleaved rounds)`);
-console.log(`  worker round trip         : ${sampling.roundTripMs.toFixed(2)} ms per UNet call (8×8 latent, compute negligible)`);
+console.log(
+  `  call path alone           : +${sampling.callPathMs.toFixed(2)} ms per UNet call, ${((100 * sampling.callPathMs) / sampling.rawMsPerCall).toFixed(1)} % ` +
+    '(worker hop and copies; median of 150 interleaved call pairs)',
+);
 
 const server = await benchServerOverhead();
 console.log('small txt2img run, median of 5:');
