@@ -37,13 +37,8 @@ describe('execution off the main thread', () => {
     for (const name of ['general', 'cartoon']) recordCalls(await models.acquire(path.join(ws.models, name), 'cpu'), log);
     const graph = snbGraph({ base: 'general', other: 'cartoon', promptBase: 'a lion', promptOther: 'a cartoon lion', seed: 1, size: 512, mode: 2, switchT: 0, steps: 6 });
 
-    let worstTimerLag = 0;
-    let last = performance.now();
-    const ticker = setInterval(() => {
-      const now = performance.now();
-      worstTimerLag = Math.max(worstTimerLag, now - last - 5);
-      last = now;
-    }, 5);
+    const ticks: number[] = [];
+    const ticker = setInterval(() => ticks.push(performance.now()), 5);
     try {
       await executeGraph(graph, { roots: { models: ws.models, input: ws.input, output: ws.output }, models });
     } finally {
@@ -57,8 +52,12 @@ describe('execution off the main thread', () => {
     // Each step issues both calls before awaiting either: their intervals overlap.
     const overlapping = general.filter((g) => cartoon.some((c) => c.start < g.end && g.start < c.end));
     assert.equal(overlapping.length, 6);
-    const slowestCall = Math.max(...log.map((c) => c.end - c.start));
-    // Inference runs on worker threads: timers keep firing while the UNets compute.
-    assert.ok(worstTimerLag < slowestCall, `timer lag ${worstTimerLag.toFixed(1)} ms vs a ${slowestCall.toFixed(1)} ms UNet call`);
+    // Inference runs on worker threads: timers keep firing while the UNets compute. Inference on the main thread
+    // would block them for the whole of every call, so no tick could fall inside a call; the 5 ms timer may miss
+    // half its ticks to the scheduling noise of a busy 2-core machine.
+    const steps = general.map((g, i) => ({ start: Math.min(g.start, cartoon[i]!.start), end: Math.max(g.end, cartoon[i]!.end) }));
+    const busy = steps.reduce((sum, s) => sum + (s.end - s.start), 0);
+    const inside = ticks.filter((t) => steps.some((s) => t > s.start && t < s.end)).length;
+    assert.ok(inside >= busy / 5 / 2, `${inside} timer ticks during ${busy.toFixed(0)} ms of UNet calls (expected about ${(busy / 5).toFixed(0)})`);
   });
 });
