@@ -138,14 +138,32 @@ async function run(part, feeds, fetch) {
     if (!t) throw new Error(`output "${name}" missing from ${part}`);
     result[name] = { type: /** @type {WireTensor['type']} */ (t.type), dims: [...t.dims], data: /** @type {WireTensor['data']} */ (t.data) };
   }
-  return result;
+  return { result, transfer: outputBuffers(result) };
 }
 
-/** @param {WorkerRequest} req */
+/**
+ * The buffers behind a run's outputs, to move to the main thread rather than copy: each run's outputs are fresh
+ * arrays that the worker does not keep.
+ * @param {Record<string, WireTensor>} result
+ * @returns {ArrayBuffer[]}
+ */
+function outputBuffers(result) {
+  /** @type {ArrayBuffer[]} */
+  const buffers = [];
+  for (const { data } of Object.values(result)) {
+    if (data.buffer instanceof ArrayBuffer && !buffers.includes(data.buffer)) buffers.push(data.buffer);
+  }
+  return buffers;
+}
+
+/**
+ * @param {WorkerRequest} req
+ * @returns {Promise<{ result: unknown; transfer: ArrayBuffer[] }>}
+ */
 async function handle(req) {
   switch (req.op) {
     case 'open':
-      return open(req.parts, req.providers, req.threads);
+      return { result: await open(req.parts, req.providers, req.threads), transfer: [] };
     case 'run':
       return run(req.part, req.feeds, req.fetch);
     case 'close':
@@ -154,7 +172,7 @@ async function handle(req) {
       });
       sessions.clear();
       kept.clear();
-      return null;
+      return { result: null, transfer: [] };
   }
 }
 
@@ -162,7 +180,15 @@ const port = parentPort;
 if (!port) throw new Error('session-worker must run in a worker thread');
 port.on('message', (/** @type {WorkerRequest} */ req) => {
   handle(req).then(
-    (result) => port.postMessage(/** @type {WorkerResponse} */ ({ id: req.id, ok: true, result })),
+    ({ result, transfer }) => {
+      const res = /** @type {WorkerResponse} */ ({ id: req.id, ok: true, result });
+      try {
+        port.postMessage(res, transfer);
+      } catch {
+        // A buffer that cannot be detached (memory the native side owns) is copied instead.
+        port.postMessage(res);
+      }
+    },
     (/** @type {Error & { file?: string }} */ err) => {
       port.postMessage(/** @type {WorkerResponse} */ ({ id: req.id, ok: false, error: err.message ?? String(err), ...(err.file ? { file: err.file } : {}) }));
     },

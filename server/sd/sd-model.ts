@@ -152,11 +152,14 @@ export class SdModel {
     else timestep = { type: 'float32', dims: tDims, data: new Float32Array(tCount).fill(t) };
     this.unetCalls++;
     const outName = unet.outputs[0]!.name;
+    // The sample moves to the worker instead of being cloned, so it must be an array of its own, not the caller's.
+    const sampleFeed = floatFeed(sampleMeta, sample, true);
     const out = await this.host.run(
       'unet',
       // The conditioning is the same at every step of a loop: it crosses to the worker (and to fp16) once.
-      { sample: floatFeed(sampleMeta, sample), timestep, encoder_hidden_states: this.host.keep(context.data, () => floatFeed(ehsMeta, context)) },
+      { sample: sampleFeed, timestep, encoder_hidden_states: this.host.keep(context.data, () => floatFeed(ehsMeta, context)) },
       [outName],
+      [sampleFeed.data.buffer as ArrayBuffer, timestep.data.buffer as ArrayBuffer],
     );
     return toFloat32(out[outName]!).data;
   }
@@ -211,10 +214,10 @@ async function readSchedulerConfig(file: string): Promise<SchedulerConfig> {
   }
 }
 
-function floatFeed(meta: ValueMeta, t: Tensor32): WireTensor {
-  return meta.type === 'float16'
-    ? { type: 'float16', dims: t.shape, data: toFloat16Array(t.data) }
-    : { type: 'float32', dims: t.shape, data: t.data };
+/** A float input as the model declares it; `owned` makes sure the data is a fresh array the feed alone holds. */
+function floatFeed(meta: ValueMeta, t: Tensor32, owned = false): WireTensor {
+  if (meta.type === 'float16') return { type: 'float16', dims: t.shape, data: toFloat16Array(t.data) };
+  return { type: 'float32', dims: t.shape, data: owned ? t.data.slice() : t.data };
 }
 
 function toFloat32(t: WireTensor): Tensor32 {
