@@ -4,7 +4,8 @@ import { formatIssue } from '../nodes/graph-format.js';
 import { NODE_DEFS } from '../nodes/index.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, parseArgs } from './cli/args.js';
-import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
+import { applyOverrides, loadGraphFile, recordedModels } from './cli/load-graph.js';
+import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './engine/executor.js';
@@ -52,13 +53,15 @@ async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
 async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
   checkFlags(args, ['set', 'models', 'input', 'out']);
   const graph = await readGraphArg(args);
+  const recorded = await recordedModels(args.positionals[1]!);
+  const modelsRoot = flag(args, 'models') ?? 'models';
   const models = new ModelManager();
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
   try {
     const result = await executeGraph(graph, {
-      roots: { models: flag(args, 'models') ?? 'models', input: flag(args, 'input') ?? 'input', output: flag(args, 'out') ?? 'output' },
+      roots: { models: modelsRoot, input: flag(args, 'input') ?? 'input', output: flag(args, 'out') ?? 'output' },
       models,
       signal: controller.signal,
       onEvent: progressPrinter(io.err),
@@ -67,6 +70,7 @@ async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
       const skipped = m.fallbacks.map((f) => `${f.provider} unavailable: ${f.error.split('\n')[0]}`).join('; ');
       io.err.write(`model ${m.folder} on ${m.provider}${skipped ? ` (${skipped})` : ''}: ${result.unetCalls[m.key] ?? 0} UNet calls\n`);
     }
+    for (const line of await modelChanges(recorded, result, models, modelsRoot)) io.err.write(`warning: ${line}\n`);
     io.err.write(`done in ${(result.ms / 1000).toFixed(2)} s\n`);
     for (const o of result.outputs) {
       const rel = path.relative(process.cwd(), o.path);

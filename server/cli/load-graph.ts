@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Graph } from '../../nodes/graph-format.js';
-import { isPng, readGraphFromPng } from '../sd/png-meta.js';
+import type { RecordedModel } from '../sd/png-meta.js';
+import { isPng, readGraphFromPng, readRecordedModels } from '../sd/png-meta.js';
 
 /** Reads a graph from a .json file or from a PNG that FuseGraph wrote. The result is untrusted until validated. */
 export async function loadGraphFile(file: string): Promise<unknown> {
@@ -15,6 +16,12 @@ export async function loadGraphFile(file: string): Promise<unknown> {
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
+}
+
+/** The models a PNG's run used, to compare with the files a re-run finds; none for a .json graph. */
+export async function recordedModels(file: string): Promise<RecordedModel[]> {
+  const bytes = await readFile(file);
+  return isPng(bytes) ? readRecordedModels(bytes) : [];
 }
 
 /**

@@ -91,3 +91,30 @@ export function readGraphFromPng(png: Buffer): Graph | null {
     return null;
   }
 }
+
+/** A model the run that wrote a PNG used: its folder relative to the models root and the SHA-256 of each part. */
+export interface RecordedModel {
+  readonly folder: string;
+  readonly sha256: Readonly<Record<string, string>>;
+}
+
+/** The models recorded in a FuseGraph PNG (empty when it records none or is not one of ours). */
+export function readRecordedModels(png: Buffer): RecordedModel[] {
+  const text = readPngText(png).get(PNG_META_KEY);
+  if (!text) return [];
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const models = (meta as { models?: unknown }).models;
+  if (!Array.isArray(models)) return [];
+  return models.filter(
+    (m): m is RecordedModel =>
+      typeof (m as RecordedModel | null)?.folder === 'string' &&
+      typeof (m as RecordedModel).sha256 === 'object' &&
+      (m as RecordedModel).sha256 !== null &&
+      Object.values((m as RecordedModel).sha256).every((h) => typeof h === 'string'),
+  );
+}

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { cp, readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Graph } from '../../nodes/graph-format.js';
 import { NODE_DEFS } from '../../nodes/index.js';
 import { readPngText } from '../../server/sd/png-meta.js';
+import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
@@ -96,6 +97,20 @@ describe('fusegraph CLI', () => {
     const a = await readFile(path.join(out, 'fused_00001.png'));
     const b = await readFile(path.join(again, 'fused_00001.png'));
     assert.equal(a.subarray(0, a.indexOf('iTXt')).toString('hex'), b.subarray(0, b.indexOf('iTXt')).toString('hex'));
+    assert.doesNotMatch(r2.stderr, /warning/);
+
+    // A model re-exported since: the re-run still works, and says which file is not the one that made the PNG.
+    const changed = path.join(ws.root, 'models-changed');
+    await cp(path.join(ws.models, 'general'), path.join(changed, 'general'), { recursive: true });
+    await writeTinyModel(path.join(changed, 'cartoon'), { seed: 99 });
+    const r3 = await cli(['run', path.join(out, 'fused_00001.png'), '--models', changed, '--out', path.join(ws.root, 'out-changed')], ws.root);
+    assert.equal(r3.code, 0, r3.stderr);
+    const warnings = r3.stderr.split('\n').filter((l) => l.startsWith('warning:'));
+    assert.deepEqual(warnings.map((l) => /^warning: model (\S+): (\S+) is not the file that made this PNG/.exec(l)?.slice(1, 3).join(' ')).sort(), [
+      'cartoon text_encoder/model.onnx',
+      'cartoon unet/model.onnx',
+      'cartoon vae_decoder/model.onnx',
+    ]);
   });
 
   it('writes .npy latents byte-identical to NumPy and reads them back (float32 and float64)', async () => {
