@@ -82,11 +82,22 @@ export function readPngText(png: Buffer): Map<string, string> {
  * a graph that no longer validates (a node or model that changed since) is still returned, for callers to report.
  */
 export function readGraphFromPng(png: Buffer): Graph | null {
+  const meta = readMeta(png);
+  if (meta === null) return null;
+  try {
+    return parseGraph((meta as { graph?: unknown }).graph).graph;
+  } catch {
+    return null;
+  }
+}
+
+/** The parsed `fusegraph` chunk, or null when there is none or it is not JSON. */
+function readMeta(png: Buffer): object | null {
   const text = readPngText(png).get(PNG_META_KEY);
   if (!text) return null;
   try {
-    const meta = JSON.parse(text) as { graph?: unknown };
-    return parseGraph(meta.graph).graph;
+    const meta: unknown = JSON.parse(text);
+    return typeof meta === 'object' ? meta : null;
   } catch {
     return null;
   }
@@ -100,15 +111,7 @@ export interface RecordedModel {
 
 /** The models recorded in a FuseGraph PNG (empty when it records none or is not one of ours). */
 export function readRecordedModels(png: Buffer): RecordedModel[] {
-  const text = readPngText(png).get(PNG_META_KEY);
-  if (!text) return [];
-  let meta: unknown;
-  try {
-    meta = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  const models = (meta as { models?: unknown }).models;
+  const models = (readMeta(png) as { models?: unknown } | null)?.models;
   if (!Array.isArray(models)) return [];
   return models.filter(
     (m): m is RecordedModel =>
