@@ -68,8 +68,8 @@ export function Toolbar({ actions, runs, graphName }: Props) {
         <button type="button" className="fg-button" onClick={actions.pasteGraph} title="Open graph JSON pasted as text">Paste JSON</button>
       </div>
       <div className="fg-toolbar-group">
-        <button type="button" className="fg-button" onClick={actions.undo} title="Undo (Ctrl+Z)">Undo</button>
-        <button type="button" className="fg-button" onClick={actions.redo} title="Redo (Ctrl+Y)">Redo</button>
+        <button type="button" className="fg-button" onClick={actions.undo} title="Undo (Ctrl+Z)" data-testid="undo">Undo</button>
+        <button type="button" className="fg-button" onClick={actions.redo} title="Redo (Ctrl+Y)" data-testid="redo">Redo</button>
         <button type="button" className="fg-button" onClick={actions.arrange} title="Arrange nodes automatically">Arrange</button>
         <button type="button" className="fg-button" onClick={actions.fit} title="Zoom to fit (F)">Fit</button>
       </div>

@@ -218,7 +218,17 @@ describe('editor end to end (Chromium, real server, tiny models)', { skip }, () 
     const exported = JSON.parse(await readFile(await download.path(), 'utf8')) as Graph;
     assert.deepStrictEqual(exported.nodes[addedId]?.inputs, { model: { node: 'base_model', output: 'model' } });
 
-    // The new node is the selection: Delete takes it (and its link) away again.
+    // One undo takes back the whole drop (the node and its link); one redo brings both back.
+    await page.click('[data-testid=undo]');
+    await page.locator(`[data-node-id="${addedId}"]`).waitFor({ state: 'detached' });
+    assert.deepStrictEqual(await nodeIds(page, 'EncodePrompt'), before);
+    await page.click('[data-testid=redo]');
+    await page.locator(`[data-node-id="${addedId}"]`).waitFor();
+    const [redone] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export]')]);
+    assert.deepStrictEqual((JSON.parse(await readFile(await redone.path(), 'utf8')) as Graph).nodes[addedId]?.inputs, { model: { node: 'base_model', output: 'model' } });
+
+    // Delete takes it (and its link) away again.
+    await page.click(`[data-node-id="${addedId}"] .fg-node-title`);
     await page.keyboard.press('Delete');
     await page.locator(`[data-node-id="${addedId}"]`).waitFor({ state: 'detached' });
   });
