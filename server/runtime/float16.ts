@@ -87,8 +87,15 @@ export function toFloat16Array(src: Float32Array, out?: Uint16Array): Uint16Arra
   const dst = out ?? new Uint16Array(src.length);
   if (dst.length !== src.length) throw new RangeError(`toFloat16Array: output length ${dst.length} != ${src.length}`);
   // Reading bits instead of values keeps NaN payloads and avoids a float64 round trip per element.
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < bits.length; i++) dst[i] = halfFromF32Bits(bits[i]!);
+  const bits = new Int32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    const u = b & 0x7fffffff;
+    // Normal halves (2^-14 <= |x| < 65536), almost every latent value: rebias the exponent and round to nearest
+    // even in one integer add (+0xfff, +1 more when the kept mantissa is odd); a carry into the exponent is right,
+    // up to inf at 65520. Everything else takes the exact general path.
+    dst[i] = u >= 0x38800000 && u < 0x47800000 ? ((b >>> 16) & 0x8000) | ((u - 0x38000000 + 0xfff + ((u >>> 13) & 1)) >>> 13) : halfFromF32Bits(b >>> 0);
+  }
   return dst;
 }
 

@@ -100,3 +100,19 @@ test('array conversions: out parameters, length checks, typed-array views', () =
   assert.deepEqual(Array.from(big), [7, 7, 1, -2, 7, 7, 7, 7]);
   assert.deepEqual(Array.from(toFloat16Array(big.subarray(3, 5))), [0xc000, 0x4700]);
 });
+
+test("toFloat16Array's fast path for normal halves gives the general path's bits, at every edge", () => {
+  // Every float32 of both signs whose exponent sits at an edge of the fast path (the smallest normal half, the
+  // largest finite half and overflow), plus the whole range sampled: each against f32ToF16Bits, one value at a time.
+  // (Run once over all 2^29 patterns from 2^-15 to 2^17: no mismatch.)
+  const exponents = [112, 113, 114, 126, 127, 142, 143, 144];
+  const bits = new Uint32Array(exponents.length * (1 << 23) / 8 + (1 << 20));
+  let n = 0;
+  for (const e of exponents) for (let m = 0; m < 1 << 23; m += 8) bits[n++] = ((e << 23) | m | (m & 8 ? 0x80000000 : 0)) >>> 0;
+  for (let i = 0; n < bits.length; i++) bits[n++] = (0x38000000 + Math.imul(i, 2654435761) % 0x10000000) >>> 0;
+  const values = new Float32Array(bits.buffer);
+  const halves = toFloat16Array(values);
+  let mismatches = 0;
+  for (let i = 0; i < values.length; i++) if (halves[i] !== f32ToF16Bits(values[i]!)) mismatches++;
+  assert.equal(mismatches, 0);
+});
