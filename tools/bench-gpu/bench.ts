@@ -576,7 +576,9 @@ export function formatReport(r: BenchReport): string[] {
     lines.push(`bytes per UNet call: ${(r.bytesPerCall.h2d / 1024).toFixed(0)} KiB in (sample + timestep + encoder_hidden_states), ${(r.bytesPerCall.d2h / 1024).toFixed(0)} KiB out`);
   }
   lines.push(
-    `fused sampler: ${(m.fusedNodeMs / 1000).toFixed(2)} s; the two models' UNet calls overlap ×${fmt(m.fusedOverlap)} (1 = not at all)` +
+    `fused sampler: ${(m.fusedNodeMs / 1000).toFixed(2)} s; the two models' UNet calls overlap ×${fmt(m.fusedOverlap)} (1 = not at all` +
+      // On WebGPU the workers take turns on the process's one context: a call's interval includes its wait.
+      `${r.provider === 'webgpu' ? '; on WebGPU the calls take turns, so this counts waiting, not GPU concurrency' : ''})` +
       (r.serial ? `; serialised: ${(r.serial.fusedNodeMs / 1000).toFixed(2)} s, so overlapping gains ${fmt(((r.serial.fusedNodeMs - m.fusedNodeMs) / r.serial.fusedNodeMs) * 100, 1)} %` : ''),
   );
   if (r.raw) lines.push(`raw onnxruntime-node UNet call (no worker, no executor): ${fmt(r.raw.msPerCall)} ms; FuseGraph's call (median) adds ${fmt(m.unetMsMedian - r.raw.msPerCall)} ms`);
