@@ -54,17 +54,13 @@ export function blendArgmax(
     const mapBase = s * hw;
     const sampleBase = s * channels * hw;
     for (let p = 0; p < hw; p++) {
-      if (salB[mapBase + p]! > salA[mapBase + p]!) {
-        tookB++;
-        for (let c = 0; c < channels; c++) {
-          const i = sampleBase + c * hw + p;
-          out[i] = b[i]!;
-        }
-      } else if (out !== a) {
-        for (let c = 0; c < channels; c++) {
-          const i = sampleBase + c * hw + p;
-          out[i] = a[i]!;
-        }
+      const takeB = salB[mapBase + p]! > salA[mapBase + p]!;
+      if (takeB) tookB++;
+      const src = takeB ? b : a;
+      if (src === out) continue;
+      for (let c = 0; c < channels; c++) {
+        const i = sampleBase + c * hw + p;
+        out[i] = src[i]!;
       }
     }
   }
