@@ -4,13 +4,14 @@ import { formatIssue } from '../nodes/graph-format.js';
 import { NODE_DEFS } from '../nodes/index.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, parseArgs } from './cli/args.js';
-import { applyOverrides, loadGraphFile, recordedModels } from './cli/load-graph.js';
+import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
 import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './engine/executor.js';
 import { validateGraph } from './engine/validate.js';
 import { ModelManager } from './runtime/model-manager.js';
+import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
 import { ClipTokenizer } from './sd/tokenizer.js';
 
@@ -32,15 +33,16 @@ commands:
 
 type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
 
-async function readGraphArg(args: ParsedArgs): Promise<unknown> {
+async function readGraphArg(args: ParsedArgs): Promise<{ graph: unknown; recorded: RecordedModel[] }> {
   const file = args.positionals[1];
   if (!file) throw new Error('missing GRAPH argument');
-  return applyOverrides(await loadGraphFile(file), args.flags.get('set') ?? []);
+  const { graph, recorded } = await loadGraphFile(file);
+  return { graph: applyOverrides(graph, args.flags.get('set') ?? []), recorded };
 }
 
 async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
   checkFlags(args, ['set']);
-  const result = validateGraph(await readGraphArg(args));
+  const result = validateGraph((await readGraphArg(args)).graph);
   if (result.issues.length === 0) {
     io.out.write(`ok: ${Object.keys(result.graph!.nodes).length} nodes\n`);
     return 0;
@@ -52,8 +54,7 @@ async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
 
 async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
   checkFlags(args, ['set', 'models', 'input', 'out']);
-  const graph = await readGraphArg(args);
-  const recorded = await recordedModels(args.positionals[1]!);
+  const { graph, recorded } = await readGraphArg(args);
   const modelsRoot = flag(args, 'models') ?? 'models';
   const models = new ModelManager();
   const controller = new AbortController();

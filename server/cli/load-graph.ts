@@ -3,25 +3,22 @@ import type { Graph } from '../../nodes/graph-format.js';
 import type { RecordedModel } from '../sd/png-meta.js';
 import { isPng, readGraphFromPng, readRecordedModels } from '../sd/png-meta.js';
 
-/** Reads a graph from a .json file or from a PNG that FuseGraph wrote. The result is untrusted until validated. */
-export async function loadGraphFile(file: string): Promise<unknown> {
+/**
+ * Reads a graph from a .json file or from a PNG that FuseGraph wrote, with the models a PNG's run used (to compare
+ * with the files a re-run finds; none for a .json). The graph is untrusted until validated.
+ */
+export async function loadGraphFile(file: string): Promise<{ graph: unknown; recorded: RecordedModel[] }> {
   const bytes = await readFile(file);
   if (isPng(bytes)) {
     const graph = readGraphFromPng(bytes);
     if (!graph) throw new Error(`${file}: this PNG carries no FuseGraph graph`);
-    return graph;
+    return { graph, recorded: readRecordedModels(bytes) };
   }
   try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
+    return { graph: JSON.parse(bytes.toString('utf8')) as unknown, recorded: [] };
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
-}
-
-/** The models a PNG's run used, to compare with the files a re-run finds; none for a .json graph. */
-export async function recordedModels(file: string): Promise<RecordedModel[]> {
-  const bytes = await readFile(file);
-  return isPng(bytes) ? readRecordedModels(bytes) : [];
 }
 
 /**

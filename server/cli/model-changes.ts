@@ -1,13 +1,12 @@
 import path from 'node:path';
 import type { RunResult } from '../engine/events.js';
 import type { ModelManager } from '../runtime/model-manager.js';
-import type { ProviderChoice } from '../runtime/providers.js';
 import type { RecordedModel } from '../sd/png-meta.js';
 
 /**
  * Where a re-run of a PNG's graph used model files other than the ones that made the PNG: one line per changed
  * part, naming the folder, the file and both hashes, so a user knows why the image differs. Uses the run's own
- * loaded models, whose hashes SaveImage has already computed.
+ * models, still resident in `models`, whose hashes SaveImage has already computed.
  */
 export async function modelChanges(recorded: readonly RecordedModel[], result: RunResult, models: ModelManager, modelsRoot: string): Promise<string[]> {
   const lines: string[] = [];
@@ -15,17 +14,13 @@ export async function modelChanges(recorded: readonly RecordedModel[], result: R
     const folder = path.relative(path.resolve(modelsRoot), used.folder).split(path.sep).join('/');
     const before = recorded.find((r) => r.folder === folder);
     if (!before) continue;
-    // The run's entry is keyed by the provider it was asked for (`dir|auto`, say): acquire that one, not a new load.
-    const model = await models.acquire(used.folder, used.key.slice(used.key.lastIndexOf('|') + 1) as ProviderChoice);
-    try {
-      const now = await model.fileHashes();
-      for (const [part, hash] of Object.entries(before.sha256)) {
-        if (now[part] === undefined || now[part] === hash) continue;
-        const file = path.relative(used.folder, model.folder.parts[part as keyof typeof model.folder.parts]).split(path.sep).join('/');
-        lines.push(`model ${folder}: ${file} is not the file that made this PNG (sha256 ${hash.slice(0, 12)}… then, ${now[part]!.slice(0, 12)}… now): the images may differ`);
-      }
-    } finally {
-      models.release(model);
+    const model = await models.resident(used.key);
+    if (!model) continue;
+    const now = await model.fileHashes();
+    for (const [part, hash] of Object.entries(before.sha256)) {
+      if (now[part] === undefined || now[part] === hash) continue;
+      const file = path.relative(used.folder, model.folder.parts[part as keyof typeof model.folder.parts]).split(path.sep).join('/');
+      lines.push(`model ${folder}: ${file} is not the file that made this PNG (sha256 ${hash.slice(0, 12)}… then, ${now[part]!.slice(0, 12)}… now): the images may differ`);
     }
   }
   return lines;

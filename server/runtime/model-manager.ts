@@ -85,6 +85,11 @@ export class ModelManager {
     }
   }
 
+  /** A model that is loaded now, by its key (`SdModel.key`, as a run reports it), without loading anything. */
+  resident(key: string): Promise<SdModel> | undefined {
+    return this.entries.get(key)?.model;
+  }
+
   release(model: SdModel): void {
     const entry = this.entries.get(model.key);
     if (entry && entry.users > 0) entry.users--;
