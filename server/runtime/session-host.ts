@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { uploadModels } from './upload-model.js';
 import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
@@ -71,7 +72,8 @@ export class SessionHost {
   }
 
   open(parts: Record<string, string>, providers: readonly Provider[], threads: number): Promise<OpenResult> {
-    return this.call({ op: 'open', parts, providers, threads }) as Promise<OpenResult>;
+    const uploads = providers.includes('webgpu') ? uploadModels() : undefined;
+    return this.call({ op: 'open', parts, providers, threads, ...(uploads ? { uploads } : {}) }) as Promise<OpenResult>;
   }
 
   /**

@@ -57,8 +57,19 @@ async function exclusive(needed, fn) {
     Atomics.notify(gpuLock, 0);
   }
 }
-/** Tensors kept across calls (see KeptFeed in wire.ts). @type {Map<string, ort.Tensor>} */
+/**
+ * A tensor kept across calls (see KeptFeed in wire.ts). On WebGPU it lives in GPU memory, which is released when the
+ * main thread drops it and no call still uses it.
+ * @typedef {{ tensor: Promise<ort.Tensor>; users: number; dropped: boolean }} Kept
+ */
+/** @type {Map<string, Kept>} */
 const kept = new Map();
+/**
+ * Identity sessions whose output stays in GPU memory, per element type: running one copies a kept tensor to the GPU
+ * once. Only on WebGPU: onnxruntime-node binds outputs to device memory for WebGPU alone (not for CUDA).
+ * @type {Map<string, ort.InferenceSession>}
+ */
+const uploaders = new Map();
 
 /** @param {readonly ort.InferenceSession.ValueMetadata[]} list */
 function meta(list) {
@@ -69,9 +80,10 @@ function meta(list) {
  * @param {Readonly<Record<string, string>>} parts
  * @param {readonly Provider[]} providers
  * @param {number} threads
+ * @param {Partial<Record<string, Uint8Array>>} uploads
  * @returns {Promise<OpenResult>}
  */
-async function open(parts, providers, threads) {
+async function open(parts, providers, threads, uploads) {
   /** @type {{ provider: Provider; error: string }[]} */
   const fallbacks = [];
   for (const [i, provider] of providers.entries()) {
@@ -101,22 +113,89 @@ async function open(parts, providers, threads) {
       sessions.set(name, s);
       result[name] = { inputs: meta(s.inputMetadata), outputs: meta(s.outputMetadata) };
     }
-    return { provider, parts: result, fallbacks };
+    if (onWebGpu) await openUploaders(uploads);
+    return { provider, parts: result, fallbacks, keepsOnDevice: uploaders.size > 0 };
   }
   throw new Error('no execution provider to try');
 }
 
 /**
- * Kept tensors are stored before the first await, so a later message that refers to them always finds them.
- * @param {Feed} feed
+ * Without them (or if one fails to open) kept tensors stay in host memory and are copied to the GPU on every call.
+ * @param {Partial<Record<string, Uint8Array>>} uploads
  */
-function resolveFeed(feed) {
+async function openUploaders(uploads) {
+  try {
+    await exclusive(true, async () => {
+      for (const [type, model] of Object.entries(uploads)) {
+        if (model) uploaders.set(type, await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' }));
+      }
+    });
+  } catch {
+    await releaseUploaders();
+  }
+}
+
+async function releaseUploaders() {
+  await exclusive(true, async () => {
+    for (const s of uploaders.values()) await s.release();
+  });
+  uploaders.clear();
+}
+
+/**
+ * Where a kept tensor lives: in GPU memory when an uploader for its type is open.
+ * @param {ort.Tensor} host
+ * @returns {Promise<ort.Tensor>}
+ */
+async function place(host) {
+  const uploader = uploaders.get(host.type);
+  if (!uploader) return host;
+  const out = await exclusive(true, () => uploader.run({ host }));
+  return /** @type {ort.Tensor} */ (out.device);
+}
+
+/** @param {Kept} k */
+function dispose(k) {
+  k.tensor.then(
+    (t) => (t.location === 'gpu-buffer' ? exclusive(true, async () => t.dispose()) : undefined),
+    () => undefined,
+  );
+}
+
+/** @param {Kept} k */
+function release(k) {
+  if (--k.users === 0 && k.dropped) dispose(k);
+}
+
+/** @param {string} key */
+function drop(key) {
+  const k = kept.get(key);
+  if (!k) return;
+  kept.delete(key);
+  k.dropped = true;
+  if (k.users === 0) dispose(k);
+}
+
+/**
+ * Kept tensors are stored before the first await, so a later message that refers to them always finds them; the
+ * caller releases each entry it got in `using` once its run is over.
+ * @param {Feed} feed
+ * @param {Kept[]} using
+ * @returns {ort.Tensor | Promise<ort.Tensor>}
+ */
+function resolveFeed(feed, using) {
   if (!('ref' in feed)) return new ort.Tensor(feed.type, feed.data, feed.dims);
-  for (const key of feed.drop ?? []) kept.delete(key);
-  if (feed.tensor) kept.set(feed.ref, new ort.Tensor(feed.tensor.type, feed.tensor.data, feed.tensor.dims));
-  const t = kept.get(feed.ref);
-  if (!t) throw new Error(`kept tensor "${feed.ref}" is unknown to the worker`);
-  return t;
+  for (const key of feed.drop ?? []) drop(key);
+  if (feed.tensor) {
+    const tensor = place(new ort.Tensor(feed.tensor.type, feed.tensor.data, feed.tensor.dims));
+    tensor.catch(() => undefined);
+    kept.set(feed.ref, { tensor, users: 0, dropped: false });
+  }
+  const k = kept.get(feed.ref);
+  if (!k) throw new Error(`kept tensor "${feed.ref}" is unknown to the worker`);
+  k.users++;
+  using.push(k);
+  return k.tensor;
 }
 
 /**
@@ -127,18 +206,25 @@ function resolveFeed(feed) {
 async function run(part, feeds, fetch) {
   const session = sessions.get(part);
   if (!session) throw new Error(`no session for part "${part}"`);
-  /** @type {Record<string, ort.Tensor>} */
-  const ortFeeds = {};
-  for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = resolveFeed(feed);
-  const out = await exclusive(onWebGpu, () => session.run(ortFeeds, fetch));
-  /** @type {Record<string, WireTensor>} */
-  const result = {};
-  for (const name of fetch) {
-    const t = out[name];
-    if (!t) throw new Error(`output "${name}" missing from ${part}`);
-    result[name] = { type: /** @type {WireTensor['type']} */ (t.type), dims: [...t.dims], data: /** @type {WireTensor['data']} */ (t.data) };
+  /** @type {Kept[]} */
+  const using = [];
+  try {
+    const resolved = Object.entries(feeds).map(([name, feed]) => /** @type {const} */ ([name, resolveFeed(feed, using)]));
+    /** @type {Record<string, ort.Tensor>} */
+    const ortFeeds = {};
+    for (const [name, tensor] of resolved) ortFeeds[name] = await tensor;
+    const out = await exclusive(onWebGpu, () => session.run(ortFeeds, fetch));
+    /** @type {Record<string, WireTensor>} */
+    const result = {};
+    for (const name of fetch) {
+      const t = out[name];
+      if (!t) throw new Error(`output "${name}" missing from ${part}`);
+      result[name] = { type: /** @type {WireTensor['type']} */ (t.type), dims: [...t.dims], data: /** @type {WireTensor['data']} */ (t.data) };
+    }
+    return { result, transfer: outputBuffers(result) };
+  } finally {
+    for (const k of using) release(k);
   }
-  return { result, transfer: outputBuffers(result) };
 }
 
 /**
@@ -163,16 +249,21 @@ function outputBuffers(result) {
 async function handle(req) {
   switch (req.op) {
     case 'open':
-      return { result: await open(req.parts, req.providers, req.threads), transfer: [] };
+      return { result: await open(req.parts, req.providers, req.threads, req.uploads ?? {}), transfer: [] };
     case 'run':
       return run(req.part, req.feeds, req.fetch);
-    case 'close':
+    case 'close': {
+      // GPU-resident tensors go before the uploader sessions whose allocator holds their memory.
+      const onDevice = await Promise.all([...kept.values()].map((k) => k.tensor.catch(() => null)));
+      kept.clear();
       await exclusive(onWebGpu, async () => {
+        for (const t of onDevice) if (t?.location === 'gpu-buffer') t.dispose();
         for (const s of sessions.values()) await s.release();
       });
       sessions.clear();
-      kept.clear();
+      await releaseUploaders();
       return { result: null, transfer: [] };
+    }
   }
 }
 

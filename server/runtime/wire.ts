@@ -34,7 +34,15 @@ export interface PartMeta {
 export type Provider = 'cpu' | 'webgpu' | 'cuda';
 
 export type WorkerRequest =
-  | { readonly id: number; readonly op: 'open'; readonly parts: Readonly<Record<string, string>>; readonly providers: readonly Provider[]; readonly threads: number }
+  | {
+      readonly id: number;
+      readonly op: 'open';
+      readonly parts: Readonly<Record<string, string>>;
+      readonly providers: readonly Provider[];
+      readonly threads: number;
+      /** Identity models per element type (upload-model.ts) for keeping KeptFeeds in GPU memory on WebGPU. */
+      readonly uploads?: Partial<Record<TensorType, Uint8Array>>;
+    }
   | { readonly id: number; readonly op: 'run'; readonly part: string; readonly feeds: Readonly<Record<string, Feed>>; readonly fetch: readonly string[] }
   | { readonly id: number; readonly op: 'close' };
 
@@ -43,6 +51,8 @@ export interface OpenResult {
   readonly parts: Readonly<Record<string, PartMeta>>;
   /** Providers tried before the one that worked, with why they failed. */
   readonly fallbacks: readonly { provider: Provider; error: string }[];
+  /** Whether kept tensors live in GPU memory, so a call sends only its changing inputs to the device. */
+  readonly keepsOnDevice: boolean;
 }
 
 export type WorkerResponse =

@@ -56,6 +56,8 @@ export class SdModel {
     readonly folder: ModelFolder,
     readonly provider: Provider,
     readonly providerFallbacks: readonly { provider: Provider; error: string }[],
+    /** The text conditioning stays in GPU memory across UNet calls (WebGPU), instead of being copied on each. */
+    readonly conditioningOnDevice: boolean,
     readonly tokenizer: ClipTokenizer,
     readonly schedulerConfig: SchedulerConfig,
     readonly info: ModelInfo,
@@ -74,7 +76,7 @@ export class SdModel {
       ]);
       const parts = opened.parts as Record<PartName, PartMeta>;
       const info = SdModel.describe(folder, parts);
-      return new SdModel(key, folder, opened.provider, opened.fallbacks, tokenizer, schedulerConfig, info, host);
+      return new SdModel(key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, schedulerConfig, info, host);
     } catch (err) {
       await opening.catch(() => undefined);
       await host.close();

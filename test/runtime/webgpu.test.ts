@@ -14,6 +14,7 @@ import { executeGraph } from '../../server/engine/executor.js';
 import { vulkanLoaderPresent } from '../../server/runtime/providers.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { decodeNpy } from '../../server/sd/npy.js';
+import type { SdModel } from '../../server/sd/sd-model.js';
 import { snbGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
@@ -58,6 +59,7 @@ describe('WebGPU execution provider', { skip }, () => {
       // Resident sessions, second run: the two workers' calls interleave on the shared context again.
       const second = await run('webgpu', gpuModels, path.join(out, 'webgpu-2'));
       assert.deepEqual(gpuModels.loadedKeys().map((k) => k.split('|')[1]).sort(), ['webgpu', 'webgpu']);
+      for (const key of gpuModels.loadedKeys()) assert.equal((await gpuModels.resident(key))?.conditioningOnDevice, true, `${key} keeps its conditioning in GPU memory`);
       let maxDiff = 0;
       let maxRef = 0;
       for (let i = 0; i < ref.length; i++) {
@@ -67,6 +69,39 @@ describe('WebGPU execution provider', { skip }, () => {
       t.diagnostic(`webgpu vs cpu: max |diff| ${maxDiff.toExponential(2)} (max |cpu| ${maxRef.toFixed(2)})`);
       assert.ok(maxDiff < 1e-3 * Math.max(1, maxRef), `webgpu differs from cpu by ${maxDiff}`);
       assert.deepEqual(second, first, 'the same graph on resident WebGPU sessions gives the same latent');
+    } finally {
+      await cpuModels.dispose();
+      await gpuModels.dispose();
+    }
+  });
+
+  it('keeps conditionings in GPU memory, more than the worker holds, and frees the dropped ones', async (t) => {
+    const cpuModels = new ModelManager({ threads: 1 });
+    const gpuModels = new ModelManager();
+    try {
+      const cpu = await cpuModels.acquire(path.join(ws.models, 'general'), 'cpu');
+      let gpu: SdModel;
+      try {
+        gpu = await gpuModels.acquire(path.join(ws.models, 'general'), 'webgpu');
+      } catch (err) {
+        if (/adapter/i.test((err as Error).message)) return t.skip(`no WebGPU adapter: ${(err as Error).message.split('\n')[0]}`);
+        throw err;
+      }
+      assert.equal(gpu.conditioningOnDevice, true);
+      assert.equal(cpu.conditioningOnDevice, false);
+      const hidden = gpu.info.parts.unet.inputs.find((i) => i.name === 'encoder_hidden_states')!.shape[2] as number;
+      const contexts = Array.from({ length: 20 }, (_, k) => ({
+        data: Float32Array.from({ length: 2 * 77 * hidden }, (_, i) => Math.sin(i * 0.37 + k)),
+        shape: [2, 77, hidden],
+      }));
+      const sample = (): { data: Float32Array; shape: number[] } => ({ data: Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.cos(i * 0.11)), shape: [2, 4, 8, 8] });
+      // 20 distinct conditionings overflow the worker's 16 kept tensors, then the first (dropped, freed) comes back.
+      for (const context of [...contexts, contexts[0]!, contexts[19]!]) {
+        const [a, b] = await Promise.all([cpu.predict(sample(), 500, context), gpu.predict(sample(), 500, context)]);
+        let maxDiff = 0;
+        for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+        assert.ok(maxDiff < 1e-3, `conditioning ${contexts.indexOf(context)}: webgpu differs from cpu by ${maxDiff}`);
+      }
     } finally {
       await cpuModels.dispose();
       await gpuModels.dispose();

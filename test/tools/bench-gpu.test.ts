@@ -51,6 +51,11 @@ describe('bench-gpu harness', () => {
     assert.ok(first.serial && first.serial.unetCalls === 13);
     assert.ok(first.raw && first.raw.msPerCall > 0);
     assert.equal(first.bytesPerCall?.d2h, 2 * 4 * 8 * 8 * 4);
+    // On the CPU provider the conditioning (2×77×32 fp32) is a host tensor, larger than the 2×4×8×8 fp32 latent batch.
+    assert.deepEqual(
+      { ...first.bytesPerCall, d2h: undefined },
+      { h2d: 2 * 4 * 8 * 8 * 4 + 2 * 77 * 32 * 4 + 2 * 4, d2h: undefined, largest: 2 * 77 * 32 * 4, latent: 2 * 4 * 8 * 8 * 4, conditioningOnDevice: false },
+    );
     assert.equal(first.models.dtype, 'float32');
     for (const f of ['fused.npy', 'general.npy', 'expert.npy', 'fusegraph.json']) assert.ok(existsSync(path.join(out, f)), f);
 

@@ -16,6 +16,7 @@ import type { ExecutionEvent, RunResult } from '../../server/engine/events.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { toFloat16Array } from '../../server/runtime/float16.js';
+import { uploadModel } from '../../server/runtime/upload-model.js';
 import type { Provider } from '../../server/runtime/wire.js';
 import { decodeNpy } from '../../server/sd/npy.js';
 import { SdModel } from '../../server/sd/sd-model.js';
@@ -109,7 +110,7 @@ export interface BenchReport {
   readonly passes: readonly (PassMetrics & { name: string })[];
   readonly reported: PassMetrics;
   readonly serial: PassMetrics | null;
-  readonly bytesPerCall: { readonly h2d: number; readonly d2h: number } | null;
+  readonly bytesPerCall: BytesPerCall | null;
   readonly raw: { readonly msPerCall: number; readonly loadMs: number } | null;
   readonly rawVariants: Readonly<Record<string, number>>;
   readonly torch: (TorchResult & { file: string }) | null;
@@ -120,6 +121,15 @@ export interface BenchReport {
 }
 
 // --- instrumentation ----------------------------------------------------------------------------------------------
+
+export interface BytesPerCall {
+  readonly h2d: number;
+  readonly d2h: number;
+  readonly largest: number;
+  readonly latent: number;
+  /** encoder_hidden_states stay in GPU memory across calls (WebGPU), so they are not part of h2d. */
+  readonly conditioningOnDevice: boolean;
+}
 
 interface Interval {
   readonly model: string;
@@ -132,7 +142,8 @@ const DTYPE_BYTES: Readonly<Record<string, number>> = { float32: 4, float16: 2, 
 class PredictProbe {
   readonly intervals: Interval[] = [];
   serialise = false;
-  bytesPerCall: { h2d: number; d2h: number } | null = null;
+  bytesPerCall: BytesPerCall | null = null;
+  sampleShape: readonly number[] | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly original = SdModel.prototype.predict;
 
@@ -147,6 +158,7 @@ class PredictProbe {
         const out = await original.call(this, sample, t, context);
         probe.intervals.push({ model: path.basename(this.folder.dir), start, end: performance.now() });
         probe.bytesPerCall ??= bytesOf(this, sample.shape[0]!, sample.data.length, context.data.length, out.length);
+        probe.sampleShape ??= sample.shape;
         return out;
       };
       if (!probe.serialise) return call();
@@ -161,13 +173,26 @@ class PredictProbe {
   }
 }
 
-function bytesOf(model: SdModel, batch: number, sample: number, context: number, out: number): { h2d: number; d2h: number } {
+/**
+ * The host↔device traffic of one UNet call, and its largest single copy against the latent batch the call feeds
+ * (the sample input, 2 rows with CFG): the target is that only latent-sized tensors cross, never the conditioning.
+ */
+function bytesOf(model: SdModel, batch: number, sample: number, context: number, out: number): BytesPerCall {
   const d = model.info.dtypes;
   const size = (key: string): number => DTYPE_BYTES[d[key] ?? 'float32'] ?? 4;
   const tRank = model.info.parts.unet.inputs.find((i) => i.name === 'timestep')?.shape.length ?? 1;
+  const copies = {
+    sample: sample * size('unet.sample'),
+    encoderHiddenStates: model.conditioningOnDevice ? 0 : context * size('unet.encoder_hidden_states'),
+    timestep: (tRank === 0 ? 1 : batch) * size('unet.timestep'),
+    out: out * size('unet.sample'),
+  };
   return {
-    h2d: sample * size('unet.sample') + context * size('unet.encoder_hidden_states') + (tRank === 0 ? 1 : batch) * size('unet.timestep'),
-    d2h: out * size('unet.sample'),
+    h2d: copies.sample + copies.encoderHiddenStates + copies.timestep,
+    d2h: copies.out,
+    largest: Math.max(...Object.values(copies)),
+    latent: copies.sample,
+    conditioningOnDevice: model.conditioningOnDevice,
   };
 }
 
@@ -330,12 +355,16 @@ export async function rawUnetProbe(
   file: string,
   ep: ort.InferenceSession.ExecutionProviderConfig,
   calls: number,
-  latent: number,
+  sampleShape: readonly number[],
   threads: number,
+  /** WebGPU only: encoder_hidden_states copied into GPU memory once, as the engine's session worker does. */
+  residentContext = false,
 ): Promise<{ msPerCall: number; loadMs: number }> {
   const t0 = performance.now();
   const session = await ort.InferenceSession.create(file, { executionProviders: [ep], graphOptimizationLevel: 'all', intraOpNumThreads: threads });
   const loadMs = performance.now() - t0;
+  let uploader: ort.InferenceSession | undefined;
+  let onDevice: ort.Tensor | undefined;
   try {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const typeOf = (name: string): string => {
@@ -349,8 +378,9 @@ export async function rawUnetProbe(
       return typeOf(name) === 'float16' ? new ort.Tensor('float16', toFloat16Array(data), dims) : new ort.Tensor('float32', data, dims);
     };
     const tMeta = meta.get('timestep');
-    const tDims = tMeta && tMeta.isTensor && tMeta.shape.length === 0 ? [] : [2];
-    const tCount = tDims.length ? 2 : 1;
+    const batch = sampleShape[0]!;
+    const tDims = tMeta && tMeta.isTensor && tMeta.shape.length === 0 ? [] : [batch];
+    const tCount = tDims.length ? batch : 1;
     const tType = typeOf('timestep');
     const timestep =
       tType === 'int64'
@@ -358,7 +388,14 @@ export async function rawUnetProbe(
         : tType === 'float16'
           ? new ort.Tensor('float16', toFloat16Array(new Float32Array(tCount).fill(501)), tDims)
           : new ort.Tensor('float32', new Float32Array(tCount).fill(501), tDims);
-    const feeds = { sample: float('sample', [2, 4, latent, latent]), timestep, encoder_hidden_states: float('encoder_hidden_states', [2, 77, width]) };
+    const context = float('encoder_hidden_states', [batch, 77, width]);
+    const feeds = { sample: float('sample', [...sampleShape]), timestep, encoder_hidden_states: context };
+    if (residentContext) {
+      const type = context.type === 'float16' ? 'float16' : 'float32';
+      uploader = await ort.InferenceSession.create(uploadModel(type), { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
+      onDevice = (await uploader.run({ host: context })).device!;
+      feeds.encoder_hidden_states = onDevice;
+    }
     for (let i = 0; i < 3; i++) await session.run(feeds);
     const times: number[] = [];
     for (let i = 0; i < calls; i++) {
@@ -368,6 +405,8 @@ export async function rawUnetProbe(
     }
     return { msPerCall: median(times), loadMs };
   } finally {
+    onDevice?.dispose();
+    await uploader?.release();
     await session.release();
   }
 }
@@ -457,14 +496,27 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       await models.dispose();
     }
     if (o.rawCalls > 0) {
+      // The raw loop feeds the sample shape the engine's calls had.
+      const latent = probe.sampleShape ?? [2, 4, o.size / 8, o.size / 8];
       const unetFile = path.join(modelsRoot, 'general', 'unet', 'model.onnx');
-      raw = await rawUnetProbe(unetFile, o.provider, o.rawCalls, o.size / 8, o.threads);
+      raw = await rawUnetProbe(unetFile, o.provider, o.rawCalls, latent, o.threads);
       log(`raw onnxruntime-node UNet: ${fmt(raw.msPerCall)} ms/call (median of ${o.rawCalls}; session created in ${(raw.loadMs / 1000).toFixed(1)} s)`);
       if (o.provider === 'webgpu') {
-        // The WebGPU options the Node binding parses (shared/docs/sd-onnx.md §5.3); the engine opens sessions with defaults.
-        const nhwc = await rawUnetProbe(unetFile, { name: 'webgpu', preferredLayout: 'NHWC' }, o.rawCalls, o.size / 8, o.threads);
-        rawVariants['webgpu preferredLayout NHWC'] = nhwc.msPerCall;
-        log(`raw onnxruntime-node UNet, webgpu preferredLayout NHWC: ${fmt(nhwc.msPerCall)} ms/call`);
+        // What the Node binding lets us change on WebGPU (shared/docs/sd-onnx.md §5.3: EP options and output
+        // locations; it has no graph capture). The engine keeps the conditioning in GPU memory, with default options.
+        const variants: [string, ort.InferenceSession.ExecutionProviderConfig, boolean][] = [
+          ['webgpu, encoder_hidden_states in GPU memory (as the engine feeds it)', 'webgpu', true],
+          ['webgpu preferredLayout NHWC', { name: 'webgpu', preferredLayout: 'NHWC' }, false],
+          ['webgpu validationMode disabled', { name: 'webgpu', validationMode: 'disabled' }, false],
+        ];
+        for (const [name, ep, resident] of variants) {
+          try {
+            rawVariants[name] = (await rawUnetProbe(unetFile, ep, o.rawCalls, latent, o.threads, resident)).msPerCall;
+            log(`raw onnxruntime-node UNet, ${name}: ${fmt(rawVariants[name])} ms/call`);
+          } catch (err) {
+            log(`raw onnxruntime-node UNet, ${name}: failed: ${(err as Error).message.split('\n')[0]}`);
+          }
+        }
       }
     }
   } finally {
@@ -573,7 +625,12 @@ export function formatReport(r: BenchReport): string[] {
   lines.push(`host overhead target ≤ 2 % of a step: ${m.hostPctOfStep <= 2 ? 'met' : 'NOT met'} (${fmt(m.hostPctOfStep)} %)`);
   lines.push(`first run, sessions loading: ${(r.passes[0]!.totalMs / 1000).toFixed(2)} s`);
   if (r.bytesPerCall) {
-    lines.push(`bytes per UNet call: ${(r.bytesPerCall.h2d / 1024).toFixed(0)} KiB in (sample + timestep + encoder_hidden_states), ${(r.bytesPerCall.d2h / 1024).toFixed(0)} KiB out`);
+    const b = r.bytesPerCall;
+    const kib = (n: number): string => `${(n / 1024).toFixed(0)} KiB`;
+    lines.push(
+      `bytes per UNet call: ${kib(b.h2d)} in (sample + timestep${b.conditioningOnDevice ? '; encoder_hidden_states stay on the GPU' : ' + encoder_hidden_states'}), ${kib(b.d2h)} out; ` +
+        `largest copy ${kib(b.largest)} vs the latent batch's ${kib(b.latent)} (target no copy larger than the latent: ${b.largest <= b.latent ? 'met' : 'NOT met'})`,
+    );
   }
   lines.push(
     `fused sampler: ${(m.fusedNodeMs / 1000).toFixed(2)} s; the two models' UNet calls overlap ×${fmt(m.fusedOverlap)} (1 = not at all` +

@@ -4,6 +4,7 @@
 #
 #   run carry [".devcarry", ".devcarry-bench"]: source .devcarry/prelude.sh; BENCH_BUDGET_S=200 bash tools/bench-gpu/webgpu-check.sh
 #
+#   0. test/runtime/webgpu.test.ts on the real adapter (tiny models, two workers at once, kept conditionings)
 #   1. the demo models (models/demo, 32×32 pixel space): the cross-domain graph, 50 steps, on cpu and on webgpu;
 #      the final latents of the three samplers compared between the two providers
 #   2. if the budget leaves time: SD-1.5-shaped fp16 models made on the GPU (make_models.py), then run.ts with
@@ -25,6 +26,9 @@ ref=${BENCH_WEBGPU_REF:-tools/bench-gpu/results/2026-11-26-h100/reference-webgpu
 elapsed() { echo $((SECONDS - start)); }
 say() { echo "[webgpu-check +$(elapsed)s] $*"; }
 ldconfig -p | grep -q libvulkan.so.1 || say "no libvulkan.so.1: the WebGPU EP will find no adapter"
+
+say "engine WebGPU tests (two models' workers at once; conditioning kept in GPU memory)"
+{ echo "== test/runtime/webgpu.test.ts =="; timeout 120 node --import tsx --test test/runtime/webgpu.test.ts 2>&1 | grep -E '^# |ok [0-9]'; echo; } | tee -a "$OUT/summary.txt"
 
 demo=/tmp/fg-demo-bench
 mkdir -p "$demo"

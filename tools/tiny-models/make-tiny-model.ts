@@ -8,7 +8,7 @@ import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { DataType, GraphBuilder, attr, type DataTypeCode, type Dim } from '../onnx-writer/graph-builder.js';
+import { DataType, GraphBuilder, attr, type DataTypeCode, type Dim } from '../../server/onnx-writer/graph-builder.js';
 import { writeByteLevelTokenizer } from './byte-level-tokenizer.js';
 
 export const SEQUENCE_LENGTH = 77;
