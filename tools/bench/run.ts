@@ -3,13 +3,20 @@ import { benchDemoGraph } from './demo-graph.js';
 import { benchSamplingOverhead } from './sampling-overhead.js';
 import { benchServerOverhead } from './server-overhead.js';
 
+const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+
 const sampling = await benchSamplingOverhead();
 console.log(`txt2img ${sampling.steps} steps, CFG batch 2, 64×64 latent (tiny UNet F=64):`);
-console.log(`  raw onnxruntime-node loop : ${sampling.rawMsPerCall.toFixed(2)} ms per UNet call`);
-console.log(`  FuseGraph executor        : ${sampling.executorMsPerCall.toFixed(2)} ms per UNet call`);
-console.log(`  executor overhead         : ${sampling.overheadPct.toFixed(1)} % (target < 3 %; medians of 9 interleaved rounds)`);
+console.log(`  raw onnxruntime-node loop, main thread : ${sampling.rawMsPerCall.toFixed(2)} ms per UNet call`);
+console.log(`  same loop on FuseGraph's sessions      : ${sampling.sameSessionsMsPerCall.toFixed(2)} ms per UNet call (worker thread: ${signed(sampling.workerPct)} %)`);
+console.log(`  FuseGraph executor                     : ${sampling.executorMsPerCall.toFixed(2)} ms per UNet call`);
+console.log(`  executor overhead on the same sessions : ${signed(sampling.overheadPct)} % (target < 3 %; median of ${sampling.rounds} interleaved rounds' ratios)`);
 console.log(
-  `  call path alone           : +${sampling.callPathMs.toFixed(2)} ms per UNet call, ${((100 * sampling.callPathMs) / sampling.rawMsPerCall).toFixed(1)} % ` +
+  `  host work per step, outside UNet calls : executor ${sampling.executorHostMs.toFixed(3)} ms, hand loop ${sampling.sameSessionsHostMs.toFixed(3)} ms: ` +
+    `the executor adds ${signed((100 * (sampling.executorHostMs - sampling.sameSessionsHostMs)) / sampling.sameSessionsMsPerCall)} % of a step`,
+);
+console.log(
+  `  call path alone                        : +${sampling.callPathMs.toFixed(2)} ms per UNet call, ${((100 * sampling.callPathMs) / sampling.rawMsPerCall).toFixed(1)} % ` +
     '(worker hop and copies; median of 150 interleaved call pairs)',
 );
 

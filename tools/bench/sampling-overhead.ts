@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import type { Graph } from '../../nodes/graph-format.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
+import type { SdModel, Tensor32 } from '../../server/sd/sd-model.js';
 import { sessionOptions } from '../../server/runtime/session-options.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { DDIMSchedule, parseSchedulerConfig } from '../../server/sd/scheduler.js';
@@ -12,16 +13,27 @@ import { SD1_SCHEDULER_CONFIG, writeTinyModel } from '../tiny-models/make-tiny-m
 
 export interface SamplingOverhead {
   readonly steps: number;
+  readonly rounds: number;
+  /** The loop written against onnxruntime-node on the main thread, with a session of its own. */
   readonly rawMsPerCall: number;
+  /** The same hand-written loop on FuseGraph's own sessions (SdModel.predict, through the session worker). */
+  readonly sameSessionsMsPerCall: number;
   readonly executorMsPerCall: number;
+  /** The executor against the hand-written loop on the same sessions (median of the rounds' ratios): what the graph machinery costs. */
   readonly overheadPct: number;
+  /** Time per step outside the UNet calls (sampler math, graph machinery): the hand loop's and the executor's. */
+  readonly sameSessionsHostMs: number;
+  readonly executorHostMs: number;
+  /** The same-sessions loop against the main-thread one: what running inference in a worker thread costs. */
+  readonly workerPct: number;
   /** What FuseGraph's call path (worker hop, copies, conversions) adds to one UNet call of the bench's shapes. */
   readonly callPathMs: number;
 }
 
 const STEPS = 50;
-const ROUNDS = 9;
+const ROUNDS = 15;
 const SIZE = 512; // 64×64 latent, batch 2 with CFG: the SD 1.x shapes
+const LATENT = [4, SIZE / 8, SIZE / 8];
 
 function graph(): Graph {
   const l = (node: string, output: string): { node: string; output: string } => ({ node, output });
@@ -39,30 +51,59 @@ function graph(): Graph {
   };
 }
 
-/** The same 50-step CFG loop written directly against onnxruntime-node, with FuseGraph's session options: no executor, no worker. */
-async function rawLoop(dir: string, context: Float32Array): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
-  const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
+type Predict = (sample: Float32Array, t: number) => Promise<Float32Array>;
+
+/** The 50-step CFG loop written by hand: no executor, no graph; `predict` is one UNet call on the CFG batch. */
+function handLoop(predict: Predict): () => Promise<number> {
   const schedule = new DDIMSchedule(parseSchedulerConfig(SD1_SCHEDULER_CONFIG), STEPS);
-  const shape = [1, 4, SIZE / 8, SIZE / 8];
-  const x = randnFloat32(0, shape);
+  const x = randnFloat32(0, [1, ...LATENT]);
   const size = x.length;
-  const sample = new Float32Array(2 * size);
   const eps = new Float32Array(size);
-  const ctx = new ort.Tensor('float32', context, [2, 77, context.length / 154]);
-  const run = async (): Promise<number> => {
+  return async () => {
+    x.set(randnFloat32(0, [1, ...LATENT]));
     const t0 = performance.now();
     for (let i = 0; i < STEPS; i++) {
+      // A fresh batch each call: FuseGraph's session worker takes ownership of the sample it is given.
+      const sample = new Float32Array(2 * size);
       sample.set(x, 0);
       sample.set(x, size);
-      const t = schedule.timesteps[i]!;
-      const out = await unet.run({ sample: new ort.Tensor('float32', sample, [2, ...shape.slice(1)]), timestep: new ort.Tensor('float32', Float32Array.of(t, t), [2]), encoder_hidden_states: ctx });
-      const o = out.out_sample!.data as Float32Array;
+      const o = await predict(sample, schedule.timesteps[i]!);
       for (let j = 0; j < size; j++) eps[j] = o[j]! + 7.5 * (o[size + j]! - o[j]!);
       schedule.step(x, eps, i, x);
     }
     return (performance.now() - t0) / STEPS;
   };
+}
+
+/** handLoop straight on onnxruntime-node on this thread, with FuseGraph's session options. */
+async function mainThreadLoop(dir: string, context: Float32Array): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
+  const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
+  const ctx = new ort.Tensor('float32', context, [2, 77, context.length / 154]);
+  const run = handLoop(async (sample, t) => {
+    const out = await unet.run({ sample: new ort.Tensor('float32', sample, [2, ...LATENT]), timestep: new ort.Tensor('float32', Float32Array.of(t, t), [2]), encoder_hidden_states: ctx });
+    return out.out_sample!.data as Float32Array;
+  });
   return { run, release: () => unet.release() };
+}
+
+/** handLoop on FuseGraph's own sessions: SdModel.predict, as PredictNoise calls it. */
+function sameSessionsLoop(model: SdModel, context: Tensor32): () => Promise<number> {
+  return handLoop((sample, t) => model.predict({ data: sample, shape: [2, ...LATENT] }, t, context));
+}
+
+/** Wraps this model's predict (one UNet call) to sum the time spent in it; returns a reader of that sum (ms). */
+function timeCalls(model: SdModel): () => number {
+  const predict = model.predict.bind(model);
+  let total = 0;
+  model.predict = async (sample, t, context) => {
+    const t0 = performance.now();
+    try {
+      return await predict(sample, t, context);
+    } finally {
+      total += performance.now() - t0;
+    }
+  };
+  return () => total;
 }
 
 /**
@@ -108,21 +149,50 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
       const roots = { models: path.join(root, 'models'), input: root, output: path.join(root, 'out') };
       const model = await models.acquire(dir, 'cpu');
       const enc = await model.encodeText([model.tokenizer.encodePadded(''), model.tokenizer.encodePadded('a red star on the left')]);
-      models.release(model);
-      const raw = await rawLoop(dir, enc.data);
-      // Interleaved rounds, median of each: other load on the machine hits both sides alike.
+      const main = await mainThreadLoop(dir, enc.data);
+      const same = sameSessionsLoop(model, enc);
+      const unetMs = timeCalls(model);
+      // Interleaved rounds (the first is a warm-up), the order alternating so that neither side always runs second.
+      // The overheads are medians of each round's paired ratio, so load that drifts across rounds cancels out.
       const rawTimes: number[] = [];
+      const sameTimes: number[] = [];
       const execTimes: number[] = [];
+      const sameHost: number[] = [];
+      const execHost: number[] = [];
+      // Each loop's wall time per step, and its time outside the UNet calls per step (the host work).
+      const timed = async (loop: () => Promise<number>, times: number[], host: number[]): Promise<void> => {
+        const before = unetMs();
+        const perStep = await loop();
+        times.push(perStep);
+        host.push(perStep - (unetMs() - before) / STEPS);
+      };
+      const executor = async (): Promise<number> => (await executeGraph(graph(), { roots, models })).timings.s! / STEPS;
       for (let r = 0; r < ROUNDS + 1; r++) {
-        rawTimes.push(await raw.run());
-        const result = await executeGraph(graph(), { roots, models });
-        execTimes.push(result.timings.s! / STEPS);
+        rawTimes.push(await main.run());
+        if (r % 2 === 0) {
+          await timed(same, sameTimes, sameHost);
+          await timed(executor, execTimes, execHost);
+        } else {
+          await timed(executor, execTimes, execHost);
+          await timed(same, sameTimes, sameHost);
+        }
       }
+      models.release(model);
       const callPathMs = await callPath(models, dir);
-      await raw.release();
-      const rawMsPerCall = median(rawTimes.slice(1));
-      const executorMsPerCall = median(execTimes.slice(1));
-      return { steps: STEPS, rawMsPerCall, executorMsPerCall, overheadPct: ((executorMsPerCall - rawMsPerCall) / rawMsPerCall) * 100, callPathMs };
+      await main.release();
+      const pairedPct = (a: readonly number[], b: readonly number[]): number => median(a.slice(1).map((x, i) => ((x - b[i + 1]!) / b[i + 1]!) * 100));
+      return {
+        steps: STEPS,
+        rounds: ROUNDS,
+        rawMsPerCall: median(rawTimes.slice(1)),
+        sameSessionsMsPerCall: median(sameTimes.slice(1)),
+        executorMsPerCall: median(execTimes.slice(1)),
+        overheadPct: pairedPct(execTimes, sameTimes),
+        sameSessionsHostMs: median(sameHost.slice(1)),
+        executorHostMs: median(execHost.slice(1)),
+        workerPct: pairedPct(sameTimes, rawTimes),
+        callPathMs,
+      };
     } finally {
       await models.dispose();
     }
