@@ -143,23 +143,25 @@ async function releaseUploaders() {
 }
 
 /**
- * Where a kept tensor lives: in GPU memory when an uploader for its type is open.
+ * Where a kept tensor lives: in GPU memory when an uploader for its type is open (and the upload works), else
+ * where it is. Never rejects, so a kept tensor always has a value to feed.
  * @param {ort.Tensor} host
  * @returns {Promise<ort.Tensor>}
  */
 async function place(host) {
   const uploader = uploaders.get(host.type);
   if (!uploader) return host;
-  const out = await exclusive(true, () => uploader.run({ host }));
-  return /** @type {ort.Tensor} */ (out.device);
+  try {
+    const out = await exclusive(true, () => uploader.run({ host }));
+    return /** @type {ort.Tensor} */ (out.device);
+  } catch {
+    return host;
+  }
 }
 
 /** @param {Kept} k */
 function dispose(k) {
-  k.tensor.then(
-    (t) => (t.location === 'gpu-buffer' ? exclusive(true, async () => t.dispose()) : undefined),
-    () => undefined,
-  );
+  void k.tensor.then((t) => (t.location === 'gpu-buffer' ? exclusive(true, async () => t.dispose()) : undefined));
 }
 
 /** @param {Kept} k */
@@ -186,11 +188,7 @@ function drop(key) {
 function resolveFeed(feed, using) {
   if (!('ref' in feed)) return new ort.Tensor(feed.type, feed.data, feed.dims);
   for (const key of feed.drop ?? []) drop(key);
-  if (feed.tensor) {
-    const tensor = place(new ort.Tensor(feed.tensor.type, feed.tensor.data, feed.tensor.dims));
-    tensor.catch(() => undefined);
-    kept.set(feed.ref, { tensor, users: 0, dropped: false });
-  }
+  if (feed.tensor) kept.set(feed.ref, { tensor: place(new ort.Tensor(feed.tensor.type, feed.tensor.data, feed.tensor.dims)), users: 0, dropped: false });
   const k = kept.get(feed.ref);
   if (!k) throw new Error(`kept tensor "${feed.ref}" is unknown to the worker`);
   k.users++;
@@ -254,10 +252,10 @@ async function handle(req) {
       return run(req.part, req.feeds, req.fetch);
     case 'close': {
       // GPU-resident tensors go before the uploader sessions whose allocator holds their memory.
-      const onDevice = await Promise.all([...kept.values()].map((k) => k.tensor.catch(() => null)));
+      const onDevice = await Promise.all([...kept.values()].map((k) => k.tensor));
       kept.clear();
       await exclusive(onWebGpu, async () => {
-        for (const t of onDevice) if (t?.location === 'gpu-buffer') t.dispose();
+        for (const t of onDevice) if (t.location === 'gpu-buffer') t.dispose();
         for (const s of sessions.values()) await s.release();
       });
       sessions.clear();
