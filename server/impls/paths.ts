@@ -11,4 +11,3 @@ export function resolveInRoot(root: string, rel: string): string | undefined {
   const back = path.relative(root, abs);
   return back.startsWith('..') || path.isAbsolute(back) ? undefined : abs;
 }
-

@@ -7,7 +7,7 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { sessionOptions } from './session-options.js';
+import { UPLOAD_SESSION_OPTIONS, sessionOptions } from './session-options.js';
 
 /** @typedef {import('./wire.js').WorkerRequest} WorkerRequest */
 /** @typedef {import('./wire.js').WorkerResponse} WorkerResponse */
@@ -127,7 +127,7 @@ async function openUploaders(uploads) {
   try {
     await exclusive(true, async () => {
       for (const [type, model] of Object.entries(uploads)) {
-        if (model) uploaders.set(type, await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' }));
+        if (model) uploaders.set(type, await ort.InferenceSession.create(model, UPLOAD_SESSION_OPTIONS));
       }
     });
   } catch {

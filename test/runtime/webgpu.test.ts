@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Graph } from '../../nodes/graph-format.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { vulkanLoaderPresent } from '../../server/runtime/providers.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { decodeNpy } from '../../server/sd/npy.js';
-import type { SdModel } from '../../server/sd/sd-model.js';
 import { snbGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
@@ -24,6 +23,17 @@ const skip = vulkanLoaderPresent() ? false : 'no Vulkan loader (libvulkan.so.1):
 function onProvider(g: Graph, provider: string): Graph {
   for (const node of Object.values(g.nodes)) if (node.type === 'LoadModel') node.params = { ...node.params, provider };
   return g;
+}
+
+/** The first WebGPU work of a test; undefined (and the test skipped) where the loader finds no adapter. */
+async function withAdapter<T>(t: TestContext, work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    if (!/adapter/i.test((err as Error).message)) throw err;
+    t.skip(`no WebGPU adapter: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
 }
 
 describe('WebGPU execution provider', { skip }, () => {
@@ -49,13 +59,8 @@ describe('WebGPU execution provider', { skip }, () => {
     const gpuModels = new ModelManager();
     try {
       const ref = await run('cpu', cpuModels, path.join(out, 'cpu'));
-      let first: Float32Array;
-      try {
-        first = await run('webgpu', gpuModels, path.join(out, 'webgpu-1'));
-      } catch (err) {
-        if (/adapter/i.test((err as Error).message)) return t.skip(`no WebGPU adapter: ${(err as Error).message.split('\n')[0]}`);
-        throw err;
-      }
+      const first = await withAdapter(t, () => run('webgpu', gpuModels, path.join(out, 'webgpu-1')));
+      if (!first) return;
       // Resident sessions, second run: the two workers' calls interleave on the shared context again.
       const second = await run('webgpu', gpuModels, path.join(out, 'webgpu-2'));
       assert.deepEqual(gpuModels.loadedKeys().map((k) => k.split('|')[1]).sort(), ['webgpu', 'webgpu']);
@@ -80,13 +85,8 @@ describe('WebGPU execution provider', { skip }, () => {
     const gpuModels = new ModelManager();
     try {
       const cpu = await cpuModels.acquire(path.join(ws.models, 'general'), 'cpu');
-      let gpu: SdModel;
-      try {
-        gpu = await gpuModels.acquire(path.join(ws.models, 'general'), 'webgpu');
-      } catch (err) {
-        if (/adapter/i.test((err as Error).message)) return t.skip(`no WebGPU adapter: ${(err as Error).message.split('\n')[0]}`);
-        throw err;
-      }
+      const gpu = await withAdapter(t, () => gpuModels.acquire(path.join(ws.models, 'general'), 'webgpu'));
+      if (!gpu) return;
       assert.equal(gpu.conditioningOnDevice, true);
       assert.equal(cpu.conditioningOnDevice, false);
       const hidden = gpu.info.parts.unet.inputs.find((i) => i.name === 'encoder_hidden_states')!.shape[2] as number;

@@ -16,10 +16,12 @@ import type { ExecutionEvent, RunResult } from '../../server/engine/events.js';
 import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { toFloat16Array } from '../../server/runtime/float16.js';
+import { UPLOAD_SESSION_OPTIONS, sessionOptions } from '../../server/runtime/session-options.js';
 import { uploadModel } from '../../server/runtime/upload-model.js';
 import type { Provider } from '../../server/runtime/wire.js';
 import { decodeNpy } from '../../server/sd/npy.js';
 import { SdModel } from '../../server/sd/sd-model.js';
+import { median } from '../stats.js';
 
 export interface BenchOptions {
   /** Folder with general/ and expert/. */
@@ -216,13 +218,6 @@ export function unionWithin(list: readonly { start: number; end: number }[], lo:
   return total;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 // --- GPU memory ---------------------------------------------------------------------------------------------------
@@ -361,7 +356,7 @@ export async function rawUnetProbe(
   residentContext = false,
 ): Promise<{ msPerCall: number; loadMs: number }> {
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(file, { executionProviders: [ep], graphOptimizationLevel: 'all', intraOpNumThreads: threads });
+  const session = await ort.InferenceSession.create(file, sessionOptions(ep, threads));
   const loadMs = performance.now() - t0;
   let uploader: ort.InferenceSession | undefined;
   let onDevice: ort.Tensor | undefined;
@@ -392,7 +387,7 @@ export async function rawUnetProbe(
     const feeds = { sample: float('sample', [...sampleShape]), timestep, encoder_hidden_states: context };
     if (residentContext) {
       const type = context.type === 'float16' ? 'float16' : 'float32';
-      uploader = await ort.InferenceSession.create(uploadModel(type), { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
+      uploader = await ort.InferenceSession.create(uploadModel(type), UPLOAD_SESSION_OPTIONS);
       onDevice = (await uploader.run({ host: context })).device!;
       feeds.encoder_hidden_states = onDevice;
     }

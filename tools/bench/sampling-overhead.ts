@@ -10,6 +10,7 @@ import { sessionOptions } from '../../server/runtime/session-options.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { DDIMSchedule, parseSchedulerConfig } from '../../server/sd/scheduler.js';
 import { SD1_SCHEDULER_CONFIG, writeTinyModel } from '../tiny-models/make-tiny-model.js';
+import { median } from '../stats.js';
 
 export interface SamplingOverhead {
   readonly steps: number;
@@ -58,13 +59,12 @@ function handLoop(predict: Predict): () => Promise<number> {
   const schedule = new DDIMSchedule(parseSchedulerConfig(SD1_SCHEDULER_CONFIG), STEPS);
   const x = randnFloat32(0, [1, ...LATENT]);
   const size = x.length;
+  const sample = new Float32Array(2 * size);
   const eps = new Float32Array(size);
   return async () => {
     x.set(randnFloat32(0, [1, ...LATENT]));
     const t0 = performance.now();
     for (let i = 0; i < STEPS; i++) {
-      // A fresh batch each call: FuseGraph's session worker takes ownership of the sample it is given.
-      const sample = new Float32Array(2 * size);
       sample.set(x, 0);
       sample.set(x, size);
       const o = await predict(sample, schedule.timesteps[i]!);
@@ -75,20 +75,20 @@ function handLoop(predict: Predict): () => Promise<number> {
   };
 }
 
-/** handLoop straight on onnxruntime-node on this thread, with FuseGraph's session options. */
-async function mainThreadLoop(dir: string, context: Float32Array): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
+/** One UNet call on the CFG batch straight on onnxruntime-node on this thread, with FuseGraph's session options. */
+async function mainThreadUnet(dir: string, context: Float32Array): Promise<{ predict: Predict; release: () => Promise<void> }> {
   const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
   const ctx = new ort.Tensor('float32', context, [2, 77, context.length / 154]);
-  const run = handLoop(async (sample, t) => {
+  const predict: Predict = async (sample, t) => {
     const out = await unet.run({ sample: new ort.Tensor('float32', sample, [2, ...LATENT]), timestep: new ort.Tensor('float32', Float32Array.of(t, t), [2]), encoder_hidden_states: ctx });
     return out.out_sample!.data as Float32Array;
-  });
-  return { run, release: () => unet.release() };
+  };
+  return { predict, release: () => unet.release() };
 }
 
-/** handLoop on FuseGraph's own sessions: SdModel.predict, as PredictNoise calls it. */
-function sameSessionsLoop(model: SdModel, context: Tensor32): () => Promise<number> {
-  return handLoop((sample, t) => model.predict({ data: sample, shape: [2, ...LATENT] }, t, context));
+/** FuseGraph's own sessions: SdModel.predict, as PredictNoise calls it. */
+function samePredict(model: SdModel, context: Tensor32): Predict {
+  return (sample, t) => model.predict({ data: sample, shape: [2, ...LATENT] }, t, context);
 }
 
 /** Wraps this model's predict (one UNet call) to sum the time spent in it; returns a reader of that sum (ms). */
@@ -107,36 +107,21 @@ function timeCalls(model: SdModel): () => number {
 }
 
 /**
- * FuseGraph's call path alone: SdModel.predict (through the worker) minus a direct session.run on the bench's own
- * shapes, interleaved call by call so that load on the machine hits both alike; the median of the differences.
+ * FuseGraph's call path alone: one call through the worker minus one direct session.run on the same inputs,
+ * interleaved call by call so that load on the machine hits both alike; the median of the differences.
  */
-async function callPath(models: ModelManager, dir: string): Promise<number> {
-  const model = await models.acquire(dir, 'cpu');
-  try {
-    const enc = await model.encodeText([model.tokenizer.encodePadded(''), model.tokenizer.encodePadded('x')]);
-    const shape = [2, 4, SIZE / 8, SIZE / 8];
-    const sample = { data: new Float32Array(shape.reduce((a, b) => a * b)).fill(0.1), shape };
-    const unet = await ort.InferenceSession.create(path.join(dir, 'unet', 'model.onnx'), sessionOptions('cpu', availableParallelism()));
-    const ctx = new ort.Tensor('float32', enc.data, enc.shape);
-    const diffs: number[] = [];
-    for (let i = 0; i < 150; i++) {
-      let t0 = performance.now();
-      await model.predict(sample, 500, enc);
-      const viaWorker = performance.now() - t0;
-      t0 = performance.now();
-      await unet.run({ sample: new ort.Tensor('float32', sample.data, shape), timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]), encoder_hidden_states: ctx });
-      diffs.push(viaWorker - (performance.now() - t0));
-    }
-    await unet.release();
-    return median(diffs);
-  } finally {
-    models.release(model);
+async function callPath(viaWorker: Predict, direct: Predict): Promise<number> {
+  const sample = new Float32Array(2 * LATENT.reduce((a, b) => a * b)).fill(0.1);
+  const diffs: number[] = [];
+  for (let i = 0; i < 150; i++) {
+    let t0 = performance.now();
+    await viaWorker(sample, 500);
+    const worker = performance.now() - t0;
+    t0 = performance.now();
+    await direct(sample, 500);
+    diffs.push(worker - (performance.now() - t0));
   }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return median(diffs);
 }
 
 export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
@@ -149,8 +134,10 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
       const roots = { models: path.join(root, 'models'), input: root, output: path.join(root, 'out') };
       const model = await models.acquire(dir, 'cpu');
       const enc = await model.encodeText([model.tokenizer.encodePadded(''), model.tokenizer.encodePadded('a red star on the left')]);
-      const main = await mainThreadLoop(dir, enc.data);
-      const same = sameSessionsLoop(model, enc);
+      const main = await mainThreadUnet(dir, enc.data);
+      const same = samePredict(model, enc);
+      const mainLoop = handLoop(main.predict);
+      const sameLoop = handLoop(same);
       const unetMs = timeCalls(model);
       // Interleaved rounds (the first is a warm-up), the order alternating so that neither side always runs second.
       // The overheads are medians of each round's paired ratio, so load that drifts across rounds cancels out.
@@ -168,17 +155,18 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
       };
       const executor = async (): Promise<number> => (await executeGraph(graph(), { roots, models })).timings.s! / STEPS;
       for (let r = 0; r < ROUNDS + 1; r++) {
-        rawTimes.push(await main.run());
+        rawTimes.push(await mainLoop());
         if (r % 2 === 0) {
-          await timed(same, sameTimes, sameHost);
+          await timed(sameLoop, sameTimes, sameHost);
           await timed(executor, execTimes, execHost);
         } else {
           await timed(executor, execTimes, execHost);
-          await timed(same, sameTimes, sameHost);
+          await timed(sameLoop, sameTimes, sameHost);
         }
       }
+      // After the rounds, with everything warm (timeCalls' wrapper adds two clock reads to the worker side).
+      const callPathMs = await callPath(same, main.predict);
       models.release(model);
-      const callPathMs = await callPath(models, dir);
       await main.release();
       const pairedPct = (a: readonly number[], b: readonly number[]): number => median(a.slice(1).map((x, i) => ((x - b[i + 1]!) / b[i + 1]!) * 100));
       return {

@@ -14,18 +14,13 @@ import { startServer } from '../../server/http/start.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { txt2imgGraph } from '../../test/helpers/graphs.js';
 import { writeTinyModel } from '../tiny-models/make-tiny-model.js';
+import { median } from '../stats.js';
 
 export interface ServerOverhead {
   /** Median milliseconds of one run through executeGraph. */
   readonly cliMs: number;
   /** Median milliseconds from POST /api/runs to the `done` frame. */
   readonly serverMs: number;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 const graphFor = (seed: number): Graph => txt2imgGraph('tiny', { seed, steps: 10 });

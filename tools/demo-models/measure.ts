@@ -3,6 +3,7 @@
 // draws textured noisy backgrounds, the cartoon model plain light ones with dark outlines).
 
 import sharp from 'sharp';
+import { median } from '../stats.js';
 
 export type Colour = 'red' | 'green' | 'blue' | 'yellow';
 export type Position = 'left' | 'right' | 'top' | 'bottom' | 'center';
@@ -243,12 +244,6 @@ export function countPoints(mask: Uint8Array, width: number, height: number, cx:
   return points;
 }
 
-function median(values: number[]): number {
-  if (values.length === 0) return 0;
-  const v = Float64Array.from(values).sort();
-  return (v[(v.length - 1) >> 1]! + v[v.length >> 1]!) / 2;
-}
-
 /** Measures the object of `colour` in an interleaved 8-bit RGB image. */
 export function measureRgb(rgb: Uint8Array, width: number, height: number, colour: Colour): ShapeMeasure {
   const n = width * height;
@@ -305,7 +300,7 @@ export function measureRgb(rgb: Uint8Array, width: number, height: number, colou
     if (i + width < n && near[i + width] === 0) diffs.push(Math.abs(lum[i + width]! - lum[i]!));
   }
   const bgMean = bgCount ? bgSum / bgCount : 0;
-  const bgMedian = median(bgLum);
+  const bgMedian = bgCount ? median(bgLum) : 0;
 
   const found = pixels > 0;
   const hull = found ? hullArea(obj, width, height) : 0;
@@ -321,8 +316,8 @@ export function measureRgb(rgb: Uint8Array, width: number, height: number, colou
     solidity,
     points,
     starLike: solidity !== null && solidity < STAR_SOLIDITY && points >= 4,
-    backgroundStd: 1.4826 * median(bgLum.map((v) => Math.abs(v - bgMedian))),
-    backgroundRoughness: median(diffs),
+    backgroundStd: bgCount ? 1.4826 * median(bgLum.map((v) => Math.abs(v - bgMedian))) : 0,
+    backgroundRoughness: diffs.length ? median(diffs) : 0,
     outlineContrast: ringCount && bgCount ? bgMean - ringSum / ringCount : 0,
   };
 }
