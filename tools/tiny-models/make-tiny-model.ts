@@ -30,7 +30,7 @@ export interface TinyTimestepSpec {
 export interface TinyModelOptions {
   /**
    * Folder with vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json to copy, or 'byte-level' for
-   * a generated merge-free CLIP tokenizer. Default: <repo>/../shared/fixtures/clip-tokenizer, or 'byte-level' where that is missing.
+   * a generated merge-free CLIP tokenizer. Default: <repo>/test/fixtures/clip-tokenizer.
    */
   tokenizerDir?: string;
   seed?: number;
@@ -175,10 +175,9 @@ export function findRepoRoot(start: string = path.dirname(fileURLToPath(import.m
   }
 }
 
-/** The real SD 1.x tokenizer beside the repository (tests, CI), else the generated one: the tools also work on a clone without ../shared. */
+/** The real SD 1.x CLIP tokenizer, committed under test/fixtures (the repository is self-contained). */
 export function defaultTokenizerDir(): string {
-  const fixture = path.resolve(findRepoRoot(), '..', 'shared', 'fixtures', 'clip-tokenizer');
-  return existsSync(path.join(fixture, 'vocab.json')) ? fixture : 'byte-level';
+  return path.resolve(findRepoRoot(), 'test', 'fixtures', 'clip-tokenizer');
 }
 
 function positiveInt(name: string, v: number): number {
