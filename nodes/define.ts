@@ -36,8 +36,10 @@ export interface NodeDef<
   I extends Record<string, InputDef> = Record<string, InputDef>,
   O extends Record<string, OutputDef> = Record<string, OutputDef>,
   P extends Record<string, ParamDef> = Record<string, ParamDef>,
+  T extends string = string,
 > {
-  readonly type: string;
+  /** Kept as its literal type, so `NodeType` is the union of the defined types. */
+  readonly type: T;
   readonly title: string;
   readonly category: 'model' | 'conditioning' | 'latent' | 'sampling' | 'fusion' | 'image';
   readonly description: string;
@@ -49,10 +51,11 @@ export interface NodeDef<
 }
 
 export function defineNode<
+  const T extends string,
   const I extends Record<string, InputDef>,
   const O extends Record<string, OutputDef>,
   const P extends Record<string, ParamDef>,
->(def: NodeDef<I, O, P>): NodeDef<I, O, P> {
+>(def: NodeDef<I, O, P, T>): NodeDef<I, O, P, T> {
   return def;
 }
 

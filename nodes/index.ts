@@ -27,9 +27,15 @@ export const NODE_DEFS = [
 ] as const satisfies readonly NodeDef[];
 
 export type NodeType = (typeof NODE_DEFS)[number]['type'];
+/** The definition of one node type, with its literal sockets and params. */
+export type NodeDefOf<T extends NodeType> = Extract<(typeof NODE_DEFS)[number], { type: T }>;
 
 const BY_TYPE: ReadonlyMap<string, NodeDef> = new Map(NODE_DEFS.map((d) => [d.type, d as NodeDef]));
 
 export function getNodeDef(type: string): NodeDef | undefined {
   return BY_TYPE.get(type);
+}
+
+export function isNodeType(type: string): type is NodeType {
+  return BY_TYPE.has(type);
 }

@@ -6,7 +6,8 @@ export type SocketType = (typeof SOCKET_TYPES)[number];
  * NOISE and SALIENCY are per-timestep values: they are evaluated inside a DDIMStep loop at each t,
  * not once per run. The executor needs this to know which nodes are memoised per step.
  */
-export const PER_STEP_SOCKETS: ReadonlySet<SocketType> = new Set<SocketType>(['NOISE', 'SALIENCY']);
+export type PerStepSocket = Extract<SocketType, 'NOISE' | 'SALIENCY'>;
+export const PER_STEP_SOCKETS: ReadonlySet<SocketType> = new Set<PerStepSocket>(['NOISE', 'SALIENCY']);
 
 export function socketsCompatible(output: SocketType, input: SocketType): boolean {
   return output === input;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
 import { getNodeDef } from '../../nodes/index.js';
-import { IMPLEMENTATIONS } from '../impls/index.js';
+import { implementationOf } from '../impls/index.js';
 import type { RunContext, StepContext } from '../impls/types.js';
 import type { ModelManager } from '../runtime/model-manager.js';
 import type { ProviderChoice } from '../runtime/providers.js';
@@ -74,7 +74,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
       if (signal.aborted) throw new RunCancelledError();
       const node = graph.nodes[id]!;
       const def = getNodeDef(node.type)!;
-      const impl = IMPLEMENTATIONS[node.type];
+      const impl = implementationOf(node.type);
       if (!impl) throw new NodeExecutionError(id, node.type, `no implementation registered for ${node.type}`);
       const inputs: Record<string, unknown> = {};
       const upstream: [string, string, string][] = [];

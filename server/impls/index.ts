@@ -1,4 +1,5 @@
-import type { NodeType } from '../../nodes/index.js';
+import type { NodeDefOf, NodeType } from '../../nodes/index.js';
+import { isNodeType } from '../../nodes/index.js';
 import { encodePrompt } from './conditioning/encode-prompt.js';
 import { blendNoise } from './fusion/blend-noise.js';
 import { saliencyMask } from './fusion/saliency-mask.js';
@@ -11,10 +12,13 @@ import { saveLatent } from './latent/save-latent.js';
 import { loadModel } from './model/load-model.js';
 import { ddimStep } from './sampling/ddim-step.js';
 import { predictNoise } from './sampling/predict-noise.js';
-import type { NodeImpl } from './types.js';
+import type { NodeImpl, TypedImpl } from './types.js';
 
-/** The server-side implementation of every node type; the type makes a missing one a compile error. */
-export const IMPLEMENTATIONS: Readonly<Record<NodeType, NodeImpl>> & Readonly<Record<string, NodeImpl | undefined>> = {
+/**
+ * The server-side implementation of every node type. Its type makes a missing implementation, one registered under
+ * another type's name, or one whose kind (once / per-step) does not match its outputs a compile error.
+ */
+export const IMPLEMENTATIONS: { readonly [T in NodeType]: TypedImpl<NodeDefOf<T>> } = {
   LoadModel: loadModel,
   EncodePrompt: encodePrompt,
   NoiseLatent: noiseLatent,
@@ -28,3 +32,8 @@ export const IMPLEMENTATIONS: Readonly<Record<NodeType, NodeImpl>> & Readonly<Re
   Decode: decode,
   SaveImage: saveImage,
 };
+
+/** The implementation of a node type named in untrusted input (own keys only: never a prototype member). */
+export function implementationOf(type: string): NodeImpl | undefined {
+  return isNodeType(type) ? IMPLEMENTATIONS[type] : undefined;
+}

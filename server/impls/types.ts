@@ -1,4 +1,5 @@
 import type { InputDef, NodeDef, OutputDef, ParamValues } from '../../nodes/define.js';
+import type { PerStepSocket } from '../../nodes/socket-types.js';
 import type { Graph } from '../../nodes/graph-format.js';
 import type { ExecutionEvent, OutputFile } from '../engine/events.js';
 import type { ModelManager } from '../runtime/model-manager.js';
@@ -91,7 +92,22 @@ export interface PerStepImpl<D extends NodeDef = NodeDef> {
 
 export type NodeImpl<D extends NodeDef = NodeDef> = OnceImpl<D> | PerStepImpl<D>;
 
-/** Ties an implementation to its definition so params and sockets are typed from it. */
-export function implement<D extends NodeDef>(_def: D, impl: NodeImpl<D>): NodeImpl<NodeDef> {
-  return impl as unknown as NodeImpl<NodeDef>;
+/**
+ * The kind an implementation of D must have: nodes whose outputs are all per-step values (NOISE, SALIENCY) are
+ * evaluated inside a sampling loop; every other node (outputs or none) runs once.
+ */
+export type ImplKind<D extends NodeDef> = [keyof D['outputs']] extends [never]
+  ? 'once'
+  : D['outputs'][keyof D['outputs']]['type'] extends PerStepSocket
+    ? 'per-step'
+    : 'once';
+
+type ImplOfKind<D extends NodeDef> = ImplKind<D> extends 'per-step' ? PerStepImpl<D> : OnceImpl<D>;
+
+/** An implementation bound to its definition's type name, so the registry can check it per type. */
+export type TypedImpl<D extends NodeDef> = NodeImpl & { readonly type: D['type']; readonly kind: ImplKind<D> };
+
+/** Ties an implementation to its definition: params and sockets are typed from it, and its kind must match. */
+export function implement<D extends NodeDef>(def: D, impl: ImplOfKind<D>): TypedImpl<D> {
+  return { ...(impl as unknown as NodeImpl), type: def.type } as TypedImpl<D>;
 }
