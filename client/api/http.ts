@@ -1,7 +1,9 @@
 import type { NodeDef } from '../../nodes/define.js';
 import { parseNodesResponse } from '../editor/node-registry.js';
 import { authHeaders } from './auth.js';
-import type { GraphIssue, RunInfo, SubmitAccepted, TemplateInfo } from './types.js';
+import type { GraphIssue } from '../../nodes/graph-format.js';
+import type { RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
+import { ErrorBodySchema } from '../../nodes/protocol.js';
 
 /** An HTTP answer other than 2xx; `body` is the parsed JSON when there was one. */
 export class ApiError extends Error {
@@ -23,8 +25,9 @@ async function request(path: string, init?: RequestInit): Promise<unknown> {
     }
   }
   if (!res.ok) {
-    const detail = typeof body === 'object' && body !== null && 'error' in body ? String((body as { error: unknown }).error) : res.statusText;
-    throw new ApiError(res.status, body, `${init?.method ?? 'GET'} ${path}: ${res.status} ${detail}`);
+    // People read the message; the code is for programs.
+    const parsed = ErrorBodySchema.safeParse(body);
+    throw new ApiError(res.status, body, parsed.success ? parsed.data.message : `${init?.method ?? 'GET'} ${path}: ${res.status} ${res.statusText}`);
   }
   return body;
 }
@@ -68,15 +71,15 @@ export async function submitRun(graph: unknown, clientId: string): Promise<Submi
 }
 
 /** Newest first. */
-export async function fetchRuns(): Promise<RunInfo[]> {
+export async function fetchRuns(): Promise<RunSummary[]> {
   const body = await request('/api/runs');
   const list = Array.isArray(body) ? body : (body as { runs?: unknown })?.runs;
   if (!Array.isArray(list)) return [];
-  return (list as RunInfo[]).slice().sort((a, b) => (b.created_at ?? 0) - (a.created_at ?? 0));
+  return (list as RunSummary[]).slice().sort((a, b) => b.created_at - a.created_at);
 }
 
-export function fetchRun(id: string): Promise<RunInfo> {
-  return request(`/api/runs/${encodeURIComponent(id)}`) as Promise<RunInfo>;
+export function fetchRun(id: string): Promise<RunDetail> {
+  return request(`/api/runs/${encodeURIComponent(id)}`) as Promise<RunDetail>;
 }
 
 export async function cancelRun(id: string): Promise<void> {

@@ -1,11 +1,12 @@
 import { withToken } from './auth.js';
-import type { ServerMessage } from './types.js';
+import type { ServerFrame } from '../../nodes/protocol.js';
+import { ServerFrameSchema } from '../../nodes/protocol.js';
 
 export type SocketState = 'connecting' | 'open' | 'closed';
 
 export interface RunSocketOptions {
   readonly clientId: string;
-  readonly onMessage: (msg: ServerMessage) => void;
+  readonly onMessage: (msg: ServerFrame) => void;
   readonly onState?: (state: SocketState) => void;
   /** Tests and dev servers can point elsewhere; the default is this page's origin. */
   readonly url?: string;
@@ -66,9 +67,10 @@ export class RunSocket {
       } catch {
         return;
       }
-      if (typeof msg === 'object' && msg !== null && typeof (msg as { type?: unknown }).type === 'string') {
-        this.opts.onMessage(msg as ServerMessage);
-      }
+      // Frames are checked against the shared protocol; one this editor does not understand is dropped, not guessed at.
+      const frame = ServerFrameSchema.safeParse(msg);
+      if (frame.success) this.opts.onMessage(frame.data);
+      else console.warn('FuseGraph: unexpected server frame', msg);
     });
     ws.addEventListener('close', () => {
       if (this.ws !== ws) return;

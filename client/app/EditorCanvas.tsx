@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
-import type { ImageRef } from '../api/types.js';
+import type { FileRef } from '../../nodes/protocol.js';
 import { FuseEditor } from '../editor/fuse-editor.js';
 import { NODE_DRAG_TYPE } from '../panels/Palette.js';
 import type { AppActions } from './app-actions.js';
@@ -8,7 +8,7 @@ interface Props {
   readonly actions: AppActions;
   readonly onReady: (editor: FuseEditor | null) => void;
   readonly onGraphChange: () => void;
-  readonly onOpenImage: (image: ImageRef) => void;
+  readonly onOpenImage: (image: FileRef) => void;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import { withToken } from '../api/auth.js';
-import type { ImageRef } from '../api/types.js';
+import type { FileRef } from '../../nodes/protocol.js';
 import type { FuseEditor } from '../editor/fuse-editor.js';
 import type { NodeRegistry } from '../editor/node-registry.js';
 import { Gallery } from '../panels/Gallery.js';
@@ -29,7 +29,7 @@ export function Workbench({ registry }: { registry: NodeRegistry }) {
   const { runs } = actions;
   const runsView = useSyncExternalStore(runs.subscribe, runs.view);
   const [graphName, setGraphName] = useState<string | undefined>();
-  const [lightbox, setLightbox] = useState<ImageRef | null>(null);
+  const [lightbox, setLightbox] = useState<FileRef | null>(null);
   const [pasteOpen, setPasteOpen] = useState(false);
   const openPaste = useCallback(() => setPasteOpen(true), []);
 
@@ -72,7 +72,7 @@ export function Workbench({ registry }: { registry: NodeRegistry }) {
     fit: () => void actions.ready?.zoomToFit(),
   }), [actions, openPaste]);
 
-  const openImageGraph = async (image: ImageRef) => {
+  const openImageGraph = async (image: FileRef) => {
     try {
       const blob = await (await fetch(withToken(image.url))).blob();
       if (await actions.importPng(blob, image.name)) setLightbox(null);

@@ -1,6 +1,6 @@
 import type { Graph } from '../../nodes/graph-format.js';
 import { fetchTemplate, fetchTemplates, graphFromPng } from '../api/http.js';
-import type { TemplateInfo } from '../api/types.js';
+import type { TemplateInfo } from '../../nodes/protocol.js';
 import type { FuseEditor } from '../editor/fuse-editor.js';
 import type { EditorModel } from '../editor/graph-convert.js';
 import { importGraph, modelToGraph } from '../editor/graph-convert.js';

@@ -1,6 +1,6 @@
 import { AreaExtensions } from 'rete-area-plugin';
 import type { ArrangeAppliers, AutoArrangePlugin } from 'rete-auto-arrange-plugin';
-import type { ImageRef } from '../api/types.js';
+import type { FileRef } from '../../nodes/protocol.js';
 import type { NodeStatusStore } from '../runs/node-status-store.js';
 import { enableBoxSelect } from './box-select.js';
 import { guardConnections } from './connection-guard.js';
@@ -29,7 +29,7 @@ export interface EditorServices {
   readonly onChange: () => void;
   /** A widget edit, so the app can drop validation issues about that field. */
   readonly onParamEdited: (nodeId: string, param: string) => void;
-  readonly openImage: (image: ImageRef) => void;
+  readonly openImage: (image: FileRef) => void;
 }
 
 interface Arranger {

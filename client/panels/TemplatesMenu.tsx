@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
-import type { TemplateInfo } from '../api/types.js';
+import type { TemplateInfo } from '../../nodes/protocol.js';
 
 interface Props {
   readonly list: () => Promise<TemplateInfo[]>;

@@ -1,5 +1,5 @@
 import { useRef } from 'react';
-import type { TemplateInfo } from '../api/types.js';
+import type { TemplateInfo } from '../../nodes/protocol.js';
 import type { RunsView } from '../runs/run-controller.js';
 import { TemplatesMenu } from './TemplatesMenu.js';
 

@@ -1,4 +1,5 @@
-import type { GraphIssue, ImageRef, RunInfo, ServerMessage } from '../api/types.js';
+import type { GraphIssue } from '../../nodes/graph-format.js';
+import type { FileRef, ServerFrame, SnapshotRun } from '../../nodes/protocol.js';
 
 export type NodeRunState = 'queued' | 'running' | 'cached' | 'done' | 'error';
 
@@ -13,7 +14,7 @@ export interface NodeStatus {
   readonly state?: NodeRunState;
   readonly progress?: StepProgress;
   readonly preview?: string;
-  readonly images?: readonly ImageRef[];
+  readonly images?: readonly FileRef[];
   readonly ms?: number;
   readonly error?: { readonly message: string; readonly details?: string };
   readonly issues?: readonly GraphIssue[];
@@ -29,7 +30,7 @@ const RUN_STATES: ReadonlySet<string> = new Set(['queued', 'running', 'cached', 
  * Applies one WebSocket message of the active run to the per-node statuses and returns the ids that changed.
  * Messages of other runs must be filtered out before.
  */
-export function applyRunMessage(map: StatusMap, msg: ServerMessage): string[] {
+export function applyRunMessage(map: StatusMap, msg: ServerFrame): string[] {
   const set = (id: string, next: NodeStatus) => {
     map.set(id, next);
     return [id];
@@ -86,14 +87,13 @@ export function beginRun(map: StatusMap, nodeIds: Iterable<string>): string[] {
   return [...changed];
 }
 
-/** Rebuilds statuses from a run record (page reload, WS snapshot). `node_states` values may be strings or objects. */
-export function statusesFromRun(run: RunInfo): StatusMap {
+/** Rebuilds statuses from a run record (page reload, WS snapshot). */
+export function statusesFromRun(run: SnapshotRun): StatusMap {
   const map: StatusMap = new Map();
-  for (const [id, raw] of Object.entries(run.node_states ?? {})) {
-    const state = typeof raw === 'string' ? raw : (raw as { state?: unknown } | null)?.state;
-    if (typeof state === 'string' && RUN_STATES.has(state)) map.set(id, { state: state as NodeRunState });
+  for (const [id, state] of Object.entries(run.node_states)) {
+    if (RUN_STATES.has(state)) map.set(id, { state: state as NodeRunState });
   }
-  for (const o of run.outputs ?? []) {
+  for (const o of run.outputs) {
     if (o.kind !== 'image') continue;
     const s = map.get(o.node) ?? EMPTY_STATUS;
     map.set(o.node, { ...s, images: [...(s.images ?? []), { name: o.name, url: o.url }] });
@@ -120,7 +120,7 @@ export function statusesFromRun(run: RunInfo): StatusMap {
  * Folds a snapshot of the active run into what live events already built: the snapshot's states and progress win,
  * while previews and timings it does not carry are kept.
  */
-export function mergeSnapshot(map: StatusMap, run: RunInfo): string[] {
+export function mergeSnapshot(map: StatusMap, run: SnapshotRun): string[] {
   const fresh = statusesFromRun(run);
   const changed: string[] = [];
   for (const [id, s] of fresh) {

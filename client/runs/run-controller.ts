@@ -3,8 +3,7 @@ import { formatIssue } from '../../nodes/graph-format.js';
 import { cancelRun, fetchRun, fetchRuns, submitRun } from '../api/http.js';
 import type { SocketState } from '../api/run-socket.js';
 import { RunSocket } from '../api/run-socket.js';
-import type { RunInfo, RunTimings, ServerMessage } from '../api/types.js';
-import { runIdOf } from '../api/types.js';
+import type { RunSummary, RunTimings, ServerFrame, SnapshotRun } from '../../nodes/protocol.js';
 import type { ToastKind } from '../editor/fuse-editor.js';
 import { applyRunMessage, attachIssues, beginRun, mergeSnapshot, statusesFromRun } from './node-status.js';
 import type { NodeStatusStore } from './node-status-store.js';
@@ -126,12 +125,12 @@ export class RunController {
     await cancelRun(a.runId);
   }
 
-  handle(msg: ServerMessage): void {
+  handle(msg: ServerFrame): void {
     if (msg.type === 'snapshot') {
       for (const run of msg.runs) this.applySnapshot(run);
       return;
     }
-    if (!msg.run_id) return;
+    if (!('run_id' in msg) || !msg.run_id) return;
     const active = this.state.active;
     if (active && msg.run_id === active.runId) {
       this.deps.status.mutate((map) => applyRunMessage(map, msg));
@@ -139,8 +138,8 @@ export class RunController {
     this.updateRun(msg);
   }
 
-  private applySnapshot(run: RunInfo): void {
-    const id = runIdOf(run);
+  private applySnapshot(run: SnapshotRun): void {
+    const id = run.id;
     if (this.state.active?.runId === id) {
       this.deps.status.mutate((map) => mergeSnapshot(map, run));
       this.set({ ...this.state, active: { runId: id, status: run.status, ...(run.position != null ? { position: run.position } : {}) } });
@@ -150,7 +149,7 @@ export class RunController {
     }
   }
 
-  private updateRun(msg: Extract<ServerMessage, { run_id: string }>): void {
+  private updateRun(msg: Extract<ServerFrame, { run_id: string }>): void {
     const status =
       msg.type === 'queued' ? 'queued'
         : msg.type === 'done' ? 'done'
@@ -185,11 +184,11 @@ function timingText(timings: RunTimings | undefined): string {
   return typeof ms === 'number' && Number.isFinite(ms) ? ` in ${(ms / 1000).toFixed(1)} s` : '';
 }
 
-function galleryFromRun(run: RunInfo): GalleryRun {
+function galleryFromRun(run: RunSummary): GalleryRun {
   return {
-    runId: runIdOf(run),
+    runId: run.id,
     status: run.status,
-    images: (run.outputs ?? []).filter((o) => o.kind === 'image').map((o) => ({ node: o.node, name: o.name, url: o.url })),
+    images: run.outputs.filter((o) => o.kind === 'image').map((o) => ({ node: o.node, name: o.name, url: o.url })),
     ...(run.error ? { error: run.error.message } : {}),
   };
 }

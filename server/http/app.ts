@@ -10,7 +10,7 @@ import { modelsRoutes } from './routes/models.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
-import type { RunQueue } from './run-queue.js';
+import type { RunQueue } from '../services/run-queue.js';
 
 export interface AppDeps {
   readonly queue: RunQueue;

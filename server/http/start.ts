@@ -5,8 +5,8 @@ import { executeGraph } from '../engine/executor.js';
 import { ModelManager } from '../runtime/model-manager.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
-import { RunQueue } from './run-queue.js';
-import { RunStore } from './run-store.js';
+import { RunQueue } from '../services/run-queue.js';
+import { RunStore } from '../services/run-store.js';
 import { WsHub } from './ws-hub.js';
 
 export type { ServerOptions } from './options.js';

@@ -3,9 +3,9 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { originAllowed, requestHasToken } from './auth.js';
 import { ProgressThrottle } from './progress-throttle.js';
-import type { RunQueue } from './run-queue.js';
-import type { RunEvent, RunSummary } from './run-types.js';
-import { CLIENT_ID, parseClientFrame, type ClientFrame, type ServerFrame, type SnapshotRun } from './ws-frames.js';
+import type { RunQueue } from '../services/run-queue.js';
+import type { RunEvent, RunSummary } from '../../nodes/protocol.js';
+import { ClientIdSchema, parseClientFrame, type ClientFrame, type ServerFrame, type SnapshotRun } from '../../nodes/protocol.js';
 
 export interface WsHubOptions {
   readonly queue: RunQueue;
@@ -58,7 +58,7 @@ export class WsHub {
     if (token !== undefined && !requestHasToken(req, token, true)) return refuse(socket, 401, 'Unauthorized');
     if (!originAllowed(req, token)) return refuse(socket, 403, 'Forbidden');
     const rawClientId = url.searchParams.get('client_id');
-    const clientId = rawClientId === null ? null : CLIENT_ID.safeParse(rawClientId);
+    const clientId = rawClientId === null ? null : ClientIdSchema.safeParse(rawClientId);
     if (clientId !== null && !clientId.success) return refuse(socket, 400, 'Bad Request');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, clientId?.data ?? null));
   }

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/http/start.js';
 import { txt2imgGraph } from '../helpers/graphs.js';
+import { ErrorBodySchema, ServerFrameSchema } from '../../nodes/protocol.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
 
 export const TINY_MODEL = 'tiny';
@@ -79,6 +80,11 @@ export async function api<T = Record<string, unknown>>(
   } catch {
     parsed = { text };
   }
+  // Every API error answers with the shared error body (nodes/protocol.ts).
+  if (route.startsWith('/api') && res.status >= 400) {
+    const checked = ErrorBodySchema.safeParse(parsed);
+    if (!checked.success) throw new Error(`${route} answered ${res.status} outside the protocol: ${text.slice(0, 200)}`);
+  }
   return { status: res.status, headers: res.headers, body: parsed as T };
 }
 
@@ -87,10 +93,14 @@ export type Frame = { type: string; run_id?: string; [key: string]: unknown };
 /** A WebSocket client that records every frame, so tests can wait for one and then look at the order. */
 export class WsClient {
   readonly frames: Frame[] = [];
+  /** Frames that do not match the shared protocol (nodes/protocol.ts); close() fails the test when there are any. */
+  readonly violations: string[] = [];
   private waiters: { predicate: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       const frame = JSON.parse(String(data)) as Frame;
+      const checked = ServerFrameSchema.safeParse(frame);
+      if (!checked.success) this.violations.push(`${JSON.stringify(frame).slice(0, 200)}: ${checked.error.message}`);
       this.frames.push(frame);
       this.waiters = this.waiters.filter((w) => {
         if (!w.predicate(frame)) return true;
@@ -137,12 +147,14 @@ export class WsClient {
     return this.frames.filter((f) => f.run_id === runId);
   }
 
-  close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.ws.once('close', () => resolve());
-      this.ws.close();
-    });
+  async close(): Promise<void> {
+    if (this.ws.readyState !== WebSocket.CLOSED) {
+      await new Promise<void>((resolve) => {
+        this.ws.once('close', () => resolve());
+        this.ws.close();
+      });
+    }
+    if (this.violations.length) throw new Error(`frames outside the protocol:\n${this.violations.join('\n')}`);
   }
 }
 

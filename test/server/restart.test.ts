@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { RunStore } from '../../server/http/run-store.js';
+import { RunStore } from '../../server/services/run-store.js';
 import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
 
 interface Summary { id: string; status: string; started_at: number | null }

@@ -1,7 +1,7 @@
 import { memo, useLayoutEffect, useRef, useSyncExternalStore } from 'react';
 import type { RenderEmit } from 'rete-react-plugin';
 import { Presets } from 'rete-react-plugin';
-import type { ImageRef } from '../../api/types.js';
+import type { FileRef } from '../../../nodes/protocol.js';
 import { ParamWidget } from '../../controls/ParamWidget.js';
 import type { NodeStatus } from '../../runs/node-status.js';
 import { issueField } from '../../runs/node-status.js';
@@ -16,7 +16,7 @@ const { RefSocket } = Presets.classic;
 export interface NodeViewServices {
   readonly status: NodeStatusStore;
   readonly setParam: (nodeId: string, name: string, value: ParamValue) => void;
-  readonly openImage: (image: ImageRef) => void;
+  readonly openImage: (image: FileRef) => void;
 }
 
 interface Props {

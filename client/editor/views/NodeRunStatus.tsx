@@ -1,5 +1,5 @@
 import { withToken } from '../../api/auth.js';
-import type { ImageRef } from '../../api/types.js';
+import type { FileRef } from '../../../nodes/protocol.js';
 import type { NodeStatus } from '../../runs/node-status.js';
 import { stopCanvasEvents } from '../../controls/stop-canvas-events.js';
 
@@ -7,7 +7,7 @@ interface Props {
   readonly status: NodeStatus;
   /** Issues that name neither a param nor an input. */
   readonly nodeIssues: readonly string[];
-  readonly onOpenImage: (image: ImageRef) => void;
+  readonly onOpenImage: (image: FileRef) => void;
 }
 
 /**

@@ -1,8 +1,6 @@
 import { Router } from 'express';
 import { NODE_DEFS } from '../../../nodes/index.js';
-
-/** Version of this listing's shape, so an editor can refuse a server it does not understand. */
-export const NODES_API_VERSION = 1;
+import { NODES_API_VERSION } from '../../../nodes/protocol.js';
 
 export function nodesRoutes(): Router {
   const router = Router();

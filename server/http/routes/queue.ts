@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { RunQueue } from '../run-queue.js';
+import type { RunQueue } from '../../services/run-queue.js';
 
 export function queueRoutes(queue: RunQueue): Router {
   const router = Router();

@@ -2,12 +2,12 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
-import type { RunQueue } from '../run-queue.js';
-import { CLIENT_ID } from '../ws-frames.js';
+import type { RunQueue } from '../../services/run-queue.js';
+import { ClientIdSchema } from '../../../nodes/protocol.js';
 
 const SubmitBody = z.strictObject({
   graph: z.unknown(),
-  client_id: CLIENT_ID.optional(),
+  client_id: ClientIdSchema.optional(),
 });
 
 const ListQuery = z.object({

@@ -5,7 +5,9 @@ import type { ExecutionEvent, RunResult } from '../engine/events.js';
 import { LiveRun, toRunOutput } from './live-run.js';
 import { toRunError } from './run-error.js';
 import type { RunStore, StoredRunMeta } from './run-store.js';
-import type { RunDetail, RunEvent, RunEventListener, RunSummary, RunTimings } from './run-types.js';
+import type { RunDetail, RunEvent, RunSummary, RunTimings } from '../../nodes/protocol.js';
+
+export type RunEventListener = (event: RunEvent, run: { readonly client_id: string | null }) => void;
 
 /** How the queue runs one graph; start.ts binds it to executeGraph with the shared models and cache. */
 export type ExecuteFn = (

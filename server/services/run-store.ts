@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Graph } from '../../nodes/graph-format.js';
-import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings } from './run-types.js';
+import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings } from '../../nodes/protocol.js';
 
 /** One row of the runs table without its graph, JSON columns decoded: what lists need. */
 export interface StoredRunMeta extends RunRecord {

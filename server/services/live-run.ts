@@ -1,5 +1,5 @@
 import type { OutputFile } from '../engine/events.js';
-import type { NodeState, RunOutput, RunProgress } from './run-types.js';
+import type { NodeState, RunOutput, RunProgress } from '../../nodes/protocol.js';
 
 /** The in-memory side of a running run: what the database only learns when the run finishes. */
 export class LiveRun {

@@ -1,0 +1,175 @@
+import { z } from 'zod';
+import type { GraphIssue } from './graph-format.js';
+
+/**
+ * The wire protocol between the server and every client (editor, scripts): run summaries, statuses, WebSocket
+ * frames and HTTP error bodies. Defined once here, with zod schemas, so the server's output and the client's
+ * expectations cannot drift apart; tests parse what the server sends with these schemas.
+ */
+
+/** Version of GET /api/nodes' shape, so an editor can refuse a server it does not understand. */
+export const NODES_API_VERSION = 1;
+
+export const RUN_STATUSES = ['queued', 'running', 'done', 'error', 'cancelled'] as const;
+export const RunStatusSchema = z.enum(RUN_STATUSES);
+export type RunStatus = z.infer<typeof RunStatusSchema>;
+
+export const NodeStateSchema = z.enum(['running', 'cached', 'done', 'error', 'cancelled']);
+export type NodeState = z.infer<typeof NodeStateSchema>;
+
+export const ClientIdSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'client ids use 1–100 letters, digits, _ . : -');
+
+export const GraphIssueSchema: z.ZodType<GraphIssue> = z.object({
+  node: z.string().nullable(),
+  field: z.string().nullable(),
+  code: z.string() as z.ZodType<GraphIssue['code']>,
+  message: z.string(),
+  expected: z.string().optional(),
+  actual: z.string().optional(),
+});
+
+/** A file a run wrote, as clients see it: no absolute paths, only a URL under /api. */
+export const RunOutputSchema = z.object({
+  node: z.string(),
+  kind: z.enum(['image', 'latent']),
+  name: z.string(),
+  url: z.string(),
+});
+export type RunOutput = z.infer<typeof RunOutputSchema>;
+
+export const FileRefSchema = z.object({ name: z.string(), url: z.string() });
+export type FileRef = z.infer<typeof FileRefSchema>;
+
+/** What a client learns about a failed run: the node, the field and a message; never a stack or a server path. */
+export const RunErrorSchema = z.object({
+  node: z.string().nullable(),
+  node_type: z.string().optional(),
+  field: z.string().optional(),
+  message: z.string(),
+  details: z.string().optional(),
+  /** Set when the engine rejected the graph at run time (validation passed at submit, e.g. a model folder vanished). */
+  issues: z.array(GraphIssueSchema).optional(),
+});
+export type RunError = z.infer<typeof RunErrorSchema>;
+
+export const RunTimingsSchema = z.object({
+  /** From submission to start (the last start, when the run was re-queued by a restart). */
+  queue_ms: z.number().nullable(),
+  /** From start to finish. */
+  run_ms: z.number().nullable(),
+  /** Milliseconds per executed node; nodes served from the cache are absent. */
+  nodes: z.record(z.string(), z.number()),
+});
+export type RunTimings = z.infer<typeof RunTimingsSchema>;
+
+export const RunProgressSchema = z.object({ node: z.string(), step: z.number(), steps: z.number(), t: z.number() });
+export type RunProgress = z.infer<typeof RunProgressSchema>;
+
+/** The fields of a run that are persisted and also shown to clients. Times are epoch milliseconds. */
+export const RunRecordSchema = z.object({
+  id: z.string(),
+  status: RunStatusSchema,
+  client_id: z.string().nullable(),
+  created_at: z.number(),
+  started_at: z.number().nullable(),
+  finished_at: z.number().nullable(),
+  outputs: z.array(RunOutputSchema),
+  error: RunErrorSchema.nullable(),
+  timings: RunTimingsSchema.nullable(),
+  node_states: z.record(z.string(), NodeStateSchema),
+});
+export type RunRecord = z.infer<typeof RunRecordSchema>;
+
+/** What lists, snapshots and GET /api/runs/:id share; the detail adds the graph. */
+export const RunSummarySchema = RunRecordSchema.extend({
+  /** Runs ahead of this one in the queue (0 = next); null unless queued. */
+  position: z.number().nullable(),
+  progress: RunProgressSchema.nullable(),
+  cancel_requested: z.boolean(),
+});
+export type RunSummary = z.infer<typeof RunSummarySchema>;
+
+export const RunDetailSchema = RunSummarySchema.extend({ graph: z.unknown() });
+export type RunDetail = z.infer<typeof RunDetailSchema>;
+
+export const PreviewSchema = z.object({ node: z.string(), step: z.number(), steps: z.number(), image: z.string() });
+
+export const SnapshotRunSchema = RunSummarySchema.extend({
+  /** The latest preview of a running run, for sockets that want previews. */
+  preview: PreviewSchema.optional(),
+});
+export type SnapshotRun = z.infer<typeof SnapshotRunSchema>;
+
+const runId = z.string();
+
+/** Server→client frames about one run; the WebSocket hub forwards them to subscribers. */
+export const RunEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('queued'), run_id: runId, position: z.number() }),
+  z.object({ type: z.literal('started'), run_id: runId }),
+  z.object({ type: z.literal('node_started'), run_id: runId, node: z.string() }),
+  z.object({ type: z.literal('node_cached'), run_id: runId, node: z.string() }),
+  z.object({ type: z.literal('progress'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), t: z.number() }),
+  z.object({ type: z.literal('preview'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), image: z.string() }),
+  z.object({ type: z.literal('node_done'), run_id: runId, node: z.string(), ms: z.number() }),
+  z.object({ type: z.literal('output'), run_id: runId, node: z.string(), images: z.array(FileRefSchema), latents: z.array(FileRefSchema) }),
+  z.object({ type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(), details: z.string().optional() }),
+  z.object({ type: z.literal('cancelled'), run_id: runId }),
+  z.object({ type: z.literal('done'), run_id: runId, outputs: z.array(RunOutputSchema), timings: RunTimingsSchema }),
+]);
+export type RunEvent = z.infer<typeof RunEventSchema>;
+
+/** Frames that are not about one run. A protocol `error` has no run_id: it answers a frame this socket sent. */
+export const SessionFrameSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('snapshot'), runs: z.array(SnapshotRunSchema) }),
+  z.object({ type: z.literal('pong') }),
+  z.object({ type: z.literal('error'), run_id: z.undefined().optional(), message: z.string() }),
+]);
+
+export const ServerFrameSchema = z.union([RunEventSchema, SessionFrameSchema]);
+export type ServerFrame = z.infer<typeof ServerFrameSchema>;
+
+const runIds = z.array(z.string().min(1).max(100)).max(1000);
+
+/** Every frame a client may send; anything else is answered with an `error` frame that names no run. */
+export const ClientFrameSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('subscribe'),
+    runs: z.union([runIds, z.literal('all')]),
+    /** Whether this socket wants preview frames (default: yes). */
+    previews: z.boolean().optional(),
+  }),
+  z.strictObject({ type: z.literal('unsubscribe'), runs: z.union([runIds, z.literal('all')]) }),
+  z.strictObject({ type: z.literal('ping') }),
+]);
+export type ClientFrame = z.infer<typeof ClientFrameSchema>;
+
+export function parseClientFrame(raw: string): { frame: ClientFrame } | { error: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { error: 'frame is not valid JSON' };
+  }
+  const parsed = ClientFrameSchema.safeParse(value);
+  if (parsed.success) return { frame: parsed.data };
+  return { error: `invalid frame: ${z.prettifyError(parsed.error)}` };
+}
+
+/** The body of every HTTP error response: a stable code for programs, a message for people. */
+export const ErrorBodySchema = z.looseObject({
+  error: z.string(),
+  message: z.string(),
+  issues: z.array(GraphIssueSchema).optional(),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/** 202 answer of POST /api/runs. */
+export const SubmitAcceptedSchema = z.object({ run_id: z.string(), position: z.number() });
+export type SubmitAccepted = z.infer<typeof SubmitAcceptedSchema>;
+
+/** An entry of GET /api/graphs. */
+export const TemplateInfoSchema = z.object({
+  name: z.string(),
+  meta: z.object({ name: z.string().optional(), description: z.string().optional() }).optional(),
+});
+export type TemplateInfo = z.infer<typeof TemplateInfoSchema>;
