@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { parseGraph } from '../../nodes/graph-format.js';
 import type { NodeDef, ParamDef } from '../../nodes/define.js';
-import { getNodeDef } from '../../nodes/index.js';
+import { getNodeDef, socketsCompatible } from '../../nodes/index.js';
 
 export type ValidationResult = { graph: Graph; issues: [] } | { graph: Graph | null; issues: GraphIssue[] };
 
@@ -78,7 +78,7 @@ function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[
       });
       continue;
     }
-    if (output.type !== input.type) {
+    if (!socketsCompatible(output.type, input.type)) {
       issues.push({
         node: id, field, code: 'type_mismatch',
         message: `input "${name}" takes ${input.type} but "${link.node}.${link.output}" is ${output.type}`,
