@@ -1,7 +1,9 @@
 import { z } from 'zod';
+import { migrateGraph } from './graph-migrations.js';
 
 export const GRAPH_FORMAT = 'fusegraph';
-export const GRAPH_VERSION = 1;
+/** The version this FuseGraph writes. Older versions are migrated on the way in (graph-migrations.ts). */
+export const GRAPH_VERSION = 2;
 
 const nodeId = z.string().min(1).max(100).regex(/^[A-Za-z0-9_.:-]+$/, 'ids use letters, digits, _ . : -');
 
@@ -9,11 +11,42 @@ export const LinkSchema = z.strictObject({ node: nodeId, output: z.string().min(
 
 const jsonValue: z.ZodType<unknown> = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
+const color = z.string().regex(/^#[0-9a-fA-F]{6}$/, 'colours are #rrggbb');
+
+/**
+ * How a node takes part in a run (v2). `bypass`: the node is left out and each of its outputs is fed by its first
+ * input of the same socket type; `mute`: the node is left out with its outputs. Absent = it runs.
+ */
+export const NODE_MODES = ['bypass', 'mute'] as const;
+export type NodeMode = (typeof NODE_MODES)[number];
+
 export const GraphNodeSchema = z.strictObject({
   type: z.string().min(1),
   params: z.record(z.string(), jsonValue).optional(),
   inputs: z.record(z.string(), LinkSchema).optional(),
-  ui: z.strictObject({ x: z.number(), y: z.number() }).optional(),
+  mode: z.enum(NODE_MODES).optional(),
+  /** Editor-only presentation; the server ignores it. */
+  ui: z.strictObject({
+    x: z.number(),
+    y: z.number(),
+    title: z.string().max(200).optional(),
+    color: color.optional(),
+    collapsed: z.boolean().optional(),
+  }).optional(),
+});
+
+/** A titled frame around some nodes (v2): moving it moves them. Editor-only; the server ignores groups. */
+export const GraphGroupSchema = z.strictObject({
+  title: z.string().max(200),
+  color: color.optional(),
+  nodes: z.array(nodeId).max(10_000),
+});
+
+/** A text note on the canvas (v2). It is not a node: it never executes. */
+export const GraphNoteSchema = z.strictObject({
+  text: z.string().max(100_000),
+  color: color.optional(),
+  ui: z.strictObject({ x: z.number(), y: z.number(), width: z.number().positive().optional(), height: z.number().positive().optional() }),
 });
 
 export const GraphSchema = z.strictObject({
@@ -21,10 +54,14 @@ export const GraphSchema = z.strictObject({
   version: z.literal(GRAPH_VERSION),
   meta: z.strictObject({ name: z.string().optional(), description: z.string().optional() }).optional(),
   nodes: z.record(nodeId, GraphNodeSchema),
+  groups: z.record(nodeId, GraphGroupSchema).optional(),
+  notes: z.record(nodeId, GraphNoteSchema).optional(),
 });
 
 export type GraphLink = z.infer<typeof LinkSchema>;
 export type GraphNode = z.infer<typeof GraphNodeSchema>;
+export type GraphGroup = z.infer<typeof GraphGroupSchema>;
+export type GraphNote = z.infer<typeof GraphNoteSchema>;
 export type Graph = z.infer<typeof GraphSchema>;
 
 /** One problem found in a graph; the editor shows it on `node` / `field`. */
@@ -51,27 +88,19 @@ export type GraphIssueCode =
   | 'param_range'
   | 'unknown_param'
   | 'path_escape'
-  | 'no_output_node';
+  | 'no_output_node'
+  | 'muted_input'
+  | 'bypass_type';
 
 /**
- * Parses untrusted JSON into a graph v1 shape. Structural problems come back as issues (all of them);
- * semantic checks (types, links, cycles, params) are the validator's job.
+ * Parses untrusted JSON into the current graph shape, migrating older versions first (graph-migrations.ts), so
+ * every entry point (file, HTTP, PNG chunk, browser storage, stored queue rows) loads v1 graphs forever. Structural
+ * problems come back as issues (all of them); semantic checks (types, links, cycles, params) are the validator's job.
  */
 export function parseGraph(value: unknown): { graph: Graph; issues: [] } | { graph: null; issues: GraphIssue[] } {
-  if (typeof value === 'object' && value !== null && 'version' in value) {
-    const v = (value as { version: unknown }).version;
-    if (typeof v === 'number' && v > GRAPH_VERSION) {
-      return {
-        graph: null,
-        issues: [{
-          node: null, field: 'version', code: 'future_version',
-          message: `graph version ${v} is newer than this FuseGraph understands (${GRAPH_VERSION}); update FuseGraph`,
-          expected: `<= ${GRAPH_VERSION}`, actual: String(v),
-        }],
-      };
-    }
-  }
-  const parsed = GraphSchema.safeParse(value);
+  const migrated = migrateGraph(value);
+  if ('issue' in migrated) return { graph: null, issues: [migrated.issue] };
+  const parsed = GraphSchema.safeParse(migrated.value);
   if (parsed.success) return { graph: parsed.data, issues: [] };
   return { graph: null, issues: parsed.error.issues.map(zodIssueToGraphIssue) };
 }

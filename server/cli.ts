@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatIssue } from '../nodes/graph-format.js';
 import { NODE_DEFS } from '../nodes/index.js';
+import { NODES_API_VERSION } from '../nodes/protocol.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, parseArgs } from './cli/args.js';
 import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
@@ -145,7 +146,7 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
       case 'validate':
         return await cmdValidate(args, io);
       case 'nodes':
-        io.out.write(`${JSON.stringify({ version: 1, nodes: NODE_DEFS }, null, 2)}\n`);
+        io.out.write(`${JSON.stringify({ version: NODES_API_VERSION, nodes: NODE_DEFS }, null, 2)}\n`);
         return 0;
       case 'tokenize':
         return await cmdTokenize(args, io);

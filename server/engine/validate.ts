@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { parseGraph } from '../../nodes/graph-format.js';
+import { resolveModes } from '../../nodes/graph-modes.js';
 import type { NodeDef, ParamDef } from '../../nodes/define.js';
 import { getNodeDef, socketsCompatible } from '../../nodes/index.js';
 
@@ -14,8 +15,8 @@ export type ValidationResult = { graph: Graph; issues: [] } | { graph: Graph | n
 export function validateGraph(value: unknown): ValidationResult {
   const parsed = parseGraph(value);
   if (!parsed.graph) return parsed;
-  const graph = parsed.graph;
-  const issues: GraphIssue[] = [];
+  // What runs is the graph without its muted and bypassed nodes; its links are checked as they will be used.
+  const { graph, issues } = resolveModes(parsed.graph, getNodeDef);
   let hasOutput = false;
 
   for (const [id, node] of Object.entries(graph.nodes)) {

@@ -78,7 +78,7 @@ export function readPngText(png: Buffer): Map<string, string> {
 }
 
 /**
- * The graph a FuseGraph PNG carries, or null when it has none in graph format v1. Only the format is checked:
+ * The graph a FuseGraph PNG carries (migrated to the current format version), or null when it has none. Only the format is checked:
  * a graph that no longer validates (a node or model that changed since) is still returned, for callers to report.
  */
 export function readGraphFromPng(png: Buffer): Graph | null {

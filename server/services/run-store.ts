@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Graph } from '../../nodes/graph-format.js';
+import { parseGraph } from '../../nodes/graph-format.js';
 import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings } from '../../nodes/protocol.js';
 
 /** One row of the runs table without its graph, JSON columns decoded: what lists need. */
@@ -86,8 +87,10 @@ function decodeMeta(row: MetaRow): StoredRunMeta {
   };
 }
 
+/** Rows written by an older FuseGraph hold older graph versions: they come out migrated, like every graph that enters. */
 function decode(row: Row): StoredRun {
-  return { ...decodeMeta(row), graph: JSON.parse(row.graph) as Graph };
+  const stored: unknown = JSON.parse(row.graph);
+  return { ...decodeMeta(row), graph: parseGraph(stored).graph ?? (stored as Graph) };
 }
 
 /** The runs table: queue order, history and results, surviving restarts (ComfyUI keeps both in memory, A4.10). */

@@ -31,7 +31,7 @@ async function cli(args: string[], cwd: string): Promise<{ code: number; stdout:
 
 function latentGraph(): Graph {
   return {
-    format: 'fusegraph', version: 1,
+    format: 'fusegraph', version: 2,
     nodes: {
       model: { type: 'LoadModel', params: { path: 'general', provider: 'cpu' } },
       noise: { type: 'NoiseLatent', params: { seed: 0, width: 64, height: 64 }, inputs: { model: { node: 'model', output: 'model' } } },
@@ -123,7 +123,7 @@ describe('fusegraph CLI', () => {
 
     await writeFile(path.join(ws.input, 'f64.npy'), NUMPY_F64);
     const roundTrip: Graph = {
-      format: 'fusegraph', version: 1,
+      format: 'fusegraph', version: 2,
       nodes: {
         load: { type: 'LoadLatent', params: { path: 'f64.npy' } },
         save: { type: 'SaveLatent', params: { filename: 'back.npy' }, inputs: { latent: { node: 'load', output: 'latent' } } },
@@ -148,7 +148,7 @@ describe('fusegraph CLI', () => {
 
     await writeFile(path.join(ws.input, 'bad.npy'), Buffer.from('not a numpy file at all'));
     await writeFile(file, JSON.stringify({
-      format: 'fusegraph', version: 1,
+      format: 'fusegraph', version: 2,
       nodes: {
         load: { type: 'LoadLatent', params: { path: 'bad.npy' } },
         save: { type: 'SaveLatent', inputs: { latent: { node: 'load', output: 'latent' } } },

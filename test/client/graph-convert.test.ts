@@ -14,7 +14,7 @@ const lookup = getNodeDef;
 function fullGraph(): Graph {
   return {
     format: 'fusegraph',
-    version: 1,
+    version: 2,
     meta: { name: 'round trip', description: 'every param explicit' },
     nodes: {
       model: { type: 'LoadModel', params: { path: 'tiny/general', provider: 'cpu' }, ui: { x: 0, y: 0 } },
@@ -109,7 +109,7 @@ describe('graph v1 ⇄ editor model', () => {
     assert.equal(notGraph.ok, false);
     const future = importGraph({ format: 'fusegraph', version: 9, nodes: {} }, lookup);
     assert.ok(!future.ok && /newer/.test(future.errors.join()));
-    const unknown = importGraph({ format: 'fusegraph', version: 1, nodes: { a: { type: 'Teleport' } } }, lookup);
+    const unknown = importGraph({ format: 'fusegraph', version: 2, nodes: { a: { type: 'Teleport' } } }, lookup);
     assert.ok(!unknown.ok && /node "a": unknown node type "Teleport"/.test(unknown.errors.join()));
   });
 

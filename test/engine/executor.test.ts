@@ -8,6 +8,7 @@ import { executeGraph } from '../../server/engine/executor.js';
 import { ModelManager } from '../../server/runtime/model-manager.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import sharp from 'sharp';
 import { encodeNpy } from '../../server/sd/npy.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { TOKENIZER_FIXTURE, bundledGraph, txt2imgGraph } from '../helpers/graphs.js';
@@ -49,6 +50,17 @@ describe('executeGraph', () => {
     assert.deepEqual(progress.map((e) => e.type === 'progress' && e.t), [801, 601, 401, 201, 1]);
     assert.ok(events.findIndex((e) => e.type === 'output') > events.findIndex((e) => e.type === 'node_started' && e.node === 'save'));
     assert.deepEqual(Object.values(result.unetCalls), [5]);
+  });
+
+  it('runs what bypass leaves: a bypassed BlendNoise makes the fused branch the base model alone', async () => {
+    const g = crossDomain(600, 4);
+    g.nodes.snb!.mode = 'bypass';
+    g.nodes.save_expert!.mode = 'mute';
+    const result = await executeGraph(g, { roots: roots(), models });
+    const byNode = new Map(result.outputs.map((o) => [o.node, o.path]));
+    assert.deepEqual([...byNode.keys()].sort(), ['save_fused', 'save_general'], 'the muted SaveImage wrote nothing');
+    const pixels = async (file: string) => (await sharp(file).raw().toBuffer()).toString('base64');
+    assert.equal(await pixels(byNode.get('save_fused')!), await pixels(byNode.get('save_general')!));
   });
 
   it('refuses an invalid graph before running anything', async () => {
@@ -122,7 +134,7 @@ describe('executeGraph', () => {
     assert.notDeepEqual(before.subarray(0, before.indexOf('iTXt')), after.subarray(0, after.indexOf('iTXt')));
 
     const latentGraph = (): Graph => ({
-      format: 'fusegraph', version: 1,
+      format: 'fusegraph', version: 2,
       nodes: {
         load: { type: 'LoadLatent', params: { path: 'x.npy' } },
         save: { type: 'SaveLatent', params: { filename: 'copy.npy' }, inputs: { latent: { node: 'load', output: 'latent' } } },

@@ -23,7 +23,7 @@ describe('validateGraph', () => {
 
   it('rejects malformed JSON shapes and unknown fields, naming them', () => {
     assert.equal(issuesOf(null)[0]?.code, 'format');
-    assert.ok(issuesOf({ format: 'comfy', version: 1, nodes: {} }).some((i) => i.field === 'format'));
+    assert.ok(issuesOf({ format: 'comfy', version: 2, nodes: {} }).some((i) => i.field === 'format'));
     const extraTop = issuesOf({ ...txt2imgGraph('m'), extra: 1 });
     assert.ok(extraTop.some((i) => i.code === 'format' && i.message.includes('"extra"')), JSON.stringify(extraTop));
     const extraNode = issuesOf(mutate((g) => Object.assign(g.nodes.save!, { colour: 'red' })));
@@ -31,7 +31,7 @@ describe('validateGraph', () => {
   });
 
   it('refuses a future version with a message saying so', () => {
-    const issues = issuesOf({ ...txt2imgGraph('m'), version: 2 });
+    const issues = issuesOf({ ...txt2imgGraph('m'), version: 3 });
     assert.equal(issues.length, 1);
     assert.equal(issues[0]!.code, 'future_version');
     assert.match(issues[0]!.message, /newer/);
@@ -71,7 +71,7 @@ describe('validateGraph', () => {
 
   it('reports a cycle naming the nodes on it', () => {
     const g: Graph = {
-      format: 'fusegraph', version: 1,
+      format: 'fusegraph', version: 2,
       nodes: {
         a: { type: 'SwitchAtTimestep', inputs: { before: { node: 'b', output: 'noise' }, after: { node: 'b', output: 'noise' } } },
         b: { type: 'SwitchAtTimestep', inputs: { before: { node: 'a', output: 'noise' }, after: { node: 'a', output: 'noise' } } },

@@ -15,7 +15,7 @@ export function txt2imgGraph(modelPath: string, opts: { steps?: number; size?: n
   const link = (node: string, output: string): { node: string; output: string } => ({ node, output });
   return {
     format: 'fusegraph',
-    version: 1,
+    version: 2,
     nodes: {
       model: { type: 'LoadModel', params: { path: modelPath, provider: 'cpu' } },
       pos: { type: 'EncodePrompt', params: { text: opts.prompt ?? 'a red circle' }, inputs: { model: link('model', 'model') } },
@@ -69,7 +69,7 @@ export function snbGraph(o: SnbGraphOptions): Graph {
   const guidance = o.guidance ?? 10;
   return {
     format: 'fusegraph',
-    version: 1,
+    version: 2,
     nodes: {
       base: { type: 'LoadModel', params: { path: o.base, provider: 'cpu' } },
       other: { type: 'LoadModel', params: { path: o.other, provider: 'cpu' } },

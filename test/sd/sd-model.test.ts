@@ -267,7 +267,7 @@ describe('graph runs', () => {
     const B = 2;
     const graph: Graph = {
       format: 'fusegraph',
-      version: 1,
+      version: 2,
       nodes: {
         model: { type: 'LoadModel', params: { path: 'lc3', provider: 'cpu' } },
         pos: { type: 'EncodePrompt', params: { text: 'a red fox' }, inputs: { model: { node: 'model', output: 'model' } } },
@@ -328,7 +328,7 @@ describe('graph runs', () => {
       await writeFile(path.join(root, 'input', 'z.npy'), encodeNpy(latent, dims));
       const graph: Graph = {
         format: 'fusegraph',
-        version: 1,
+        version: 2,
         nodes: {
           model: { type: 'LoadModel', params: { path: 'sf', provider: 'cpu' } },
           z: { type: 'LoadLatent', params: { path: 'z.npy' } },
@@ -370,7 +370,7 @@ describe('graph runs', () => {
   function loadOnlyGraph(modelPath: string): Graph {
     return {
       format: 'fusegraph',
-      version: 1,
+      version: 2,
       nodes: {
         load: { type: 'LoadModel', params: { path: modelPath, provider: 'cpu' } },
         noise: { type: 'NoiseLatent', params: { width: 64, height: 64 }, inputs: { model: { node: 'load', output: 'model' } } },
@@ -458,7 +458,7 @@ test('sessions are reused: acquiring a folder twice gives the same model and the
   await mkdir(path.join(root, 'models'), { recursive: true });
   const graph: Graph = {
     format: 'fusegraph',
-    version: 1,
+    version: 2,
     nodes: {
       load: { type: 'LoadModel', params: { path: 'reuse', provider: 'cpu' } },
       noise: { type: 'NoiseLatent', params: { width: 64, height: 64 }, inputs: { model: { node: 'load', output: 'model' } } },

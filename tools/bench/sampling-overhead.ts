@@ -39,7 +39,7 @@ const LATENT = [4, SIZE / 8, SIZE / 8];
 function graph(): Graph {
   const l = (node: string, output: string): { node: string; output: string } => ({ node, output });
   return {
-    format: 'fusegraph', version: 1,
+    format: 'fusegraph', version: 2,
     nodes: {
       m: { type: 'LoadModel', params: { path: 'bench', provider: 'cpu' } },
       p: { type: 'EncodePrompt', params: { text: 'a red star on the left' }, inputs: { model: l('m', 'model') } },
