@@ -11,6 +11,7 @@ import type { NodeCache } from './cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from './errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
 import { planExecution, resolveParams } from './plan.js';
+import type { StepGate } from './step-gate.js';
 import { validateGraph } from './validate.js';
 
 export interface ExecuteOptions {
@@ -21,6 +22,8 @@ export interface ExecuteOptions {
   readonly onEvent?: (e: ExecutionEvent) => void;
   /** Emit a preview of x̂0 every N steps; 0 = none. */
   readonly previewEvery?: number;
+  /** Test-only: sampler steps wait at this gate (see step-gate.ts). */
+  readonly stepGate?: StepGate;
 }
 
 /**
@@ -65,6 +68,9 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
     },
     checkCancelled: () => {
       if (signal.aborted) throw new RunCancelledError();
+    },
+    gateStep: async (step, steps) => {
+      await options.stepGate?.pass({ node: id, step, steps }, signal);
     },
     error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
   });
