@@ -83,7 +83,7 @@ describe('graph size limits and own-property lookups (issue 14, defects 3 and 4)
 
   it('refuses a param named "constructor"', async () => {
     const g = txt2img();
-    g.nodes.noise!.params!.constructor = 3;
+    Object.defineProperty(g.nodes.noise!.params!, 'constructor', { value: 3, enumerable: true });
     const res = await submit(g);
     assert.equal(res.status, 400);
     assert.deepEqual(res.body.issues.map((i) => [i.node, i.field, i.code]), [['noise', 'params.constructor', 'unknown_param']]);
