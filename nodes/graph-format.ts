@@ -5,11 +5,26 @@ export const GRAPH_FORMAT = 'fusegraph';
 /** The version this FuseGraph writes. Older versions are migrated on the way in (graph-migrations.ts). */
 export const GRAPH_VERSION = 2;
 
-const nodeId = z.string().min(1).max(100).regex(/^[A-Za-z0-9_.:-]+$/, 'ids use letters, digits, _ . : -');
+/**
+ * Size caps, so that one request cannot make validation or execution do unbounded work. The bundled graphs use
+ * about 30 nodes; the caps are far above any graph a person builds.
+ */
+export const GRAPH_LIMITS = {
+  nodes: 1000,
+  /** Characters of a node id, type, input, output or param name. */
+  name: 100,
+  /** Characters of a string param value (the defs may set a lower maxLength). */
+  stringValue: 10_000,
+  /** Characters of meta.name / meta.description. */
+  meta: 10_000,
+} as const;
 
-export const LinkSchema = z.strictObject({ node: nodeId, output: z.string().min(1) });
+const nodeId = z.string().min(1).max(GRAPH_LIMITS.name).regex(/^[A-Za-z0-9_.:-]+$/, 'ids use letters, digits, _ . : -');
+const name = z.string().min(1).max(GRAPH_LIMITS.name);
 
-const jsonValue: z.ZodType<unknown> = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+export const LinkSchema = z.strictObject({ node: nodeId, output: name });
+
+const jsonValue: z.ZodType<unknown> = z.union([z.string().max(GRAPH_LIMITS.stringValue), z.number(), z.boolean(), z.null()]);
 
 const color = z.string().regex(/^#[0-9a-fA-F]{6}$/, 'colours are #rrggbb');
 
@@ -21,9 +36,9 @@ export const NODE_MODES = ['bypass', 'mute'] as const;
 export type NodeMode = (typeof NODE_MODES)[number];
 
 export const GraphNodeSchema = z.strictObject({
-  type: z.string().min(1),
-  params: z.record(z.string(), jsonValue).optional(),
-  inputs: z.record(z.string(), LinkSchema).optional(),
+  type: name,
+  params: z.record(name, jsonValue).optional(),
+  inputs: z.record(name, LinkSchema).optional(),
   mode: z.enum(NODE_MODES).optional(),
   /** Editor-only presentation; the server ignores it. */
   ui: z.strictObject({
@@ -52,11 +67,16 @@ export const GraphNoteSchema = z.strictObject({
 export const GraphSchema = z.strictObject({
   format: z.literal(GRAPH_FORMAT),
   version: z.literal(GRAPH_VERSION),
-  meta: z.strictObject({ name: z.string().optional(), description: z.string().optional() }).optional(),
+  meta: z.strictObject({ name: z.string().max(GRAPH_LIMITS.meta).optional(), description: z.string().max(GRAPH_LIMITS.meta).optional() }).optional(),
   nodes: z.record(nodeId, GraphNodeSchema),
   groups: z.record(nodeId, GraphGroupSchema).optional(),
   notes: z.record(nodeId, GraphNoteSchema).optional(),
 });
+
+/** `obj[key]` only when it is the object's own property: ids and names such as "constructor" must not find Object.prototype's. */
+export function own<T>(obj: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return obj !== undefined && Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
 
 export type GraphLink = z.infer<typeof LinkSchema>;
 export type GraphNode = z.infer<typeof GraphNodeSchema>;
@@ -100,9 +120,44 @@ export type GraphIssueCode =
 export function parseGraph(value: unknown): { graph: Graph; issues: [] } | { graph: null; issues: GraphIssue[] } {
   const migrated = migrateGraph(value);
   if ('issue' in migrated) return { graph: null, issues: [migrated.issue] };
-  const parsed = GraphSchema.safeParse(migrated.value);
-  if (parsed.success) return { graph: parsed.data, issues: [] };
-  return { graph: null, issues: parsed.error.issues.map(zodIssueToGraphIssue) };
+  value = migrated.value;
+  const nodes = typeof value === 'object' && value !== null ? (value as { nodes?: unknown }).nodes : undefined;
+  const count = typeof nodes === 'object' && nodes !== null ? Object.keys(nodes).length : 0;
+  if (count > GRAPH_LIMITS.nodes) {
+    // Refused before parsing, so an oversized body costs one key count.
+    return {
+      graph: null,
+      issues: [{ node: null, field: 'nodes', code: 'format', message: `too many nodes`, expected: `at most ${GRAPH_LIMITS.nodes}`, actual: String(count) }],
+    };
+  }
+  const reserved = reservedKeyIssues(value);
+  const parsed = GraphSchema.safeParse(value);
+  if (parsed.success && !reserved.length) return { graph: parsed.data, issues: [] };
+  return { graph: null, issues: [...reserved, ...(parsed.success ? [] : parsed.error.issues.map(zodIssueToGraphIssue))] };
+}
+
+/**
+ * "__proto__" as a node id, param or input name: JSON.parse makes it an own key, but a parsed record drops it
+ * silently, so it is refused here with its place named.
+ */
+function reservedKeyIssues(value: unknown): GraphIssue[] {
+  const issues: GraphIssue[] = [];
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const nodes = isObject(value) && Object.hasOwn(value, 'nodes') ? value.nodes : undefined;
+  if (!isObject(nodes)) return issues;
+  const reserved = (node: string | null, field: string): GraphIssue => ({
+    node, field, code: 'format', message: '"__proto__" is a reserved name', actual: '"__proto__"',
+  });
+  if (Object.hasOwn(nodes, '__proto__')) issues.push(reserved(null, 'nodes.__proto__'));
+  for (const id of Object.keys(nodes)) {
+    const node = nodes[id];
+    if (!isObject(node)) continue;
+    for (const part of ['params', 'inputs'] as const) {
+      const m = Object.hasOwn(node, part) ? node[part] : undefined;
+      if (isObject(m) && Object.hasOwn(m, '__proto__')) issues.push(reserved(id, `${part}.__proto__`));
+    }
+  }
+  return issues;
 }
 
 function zodIssueToGraphIssue(issue: z.core.$ZodIssue): GraphIssue {

@@ -28,8 +28,8 @@ commands:
   schedule SCHEDULER_CONFIG.json --steps N
       print the DDIM timesteps and alphas as JSON
   serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
-        [--concurrency N] [--max-model-memory BYTES] [--data DIR]
-      start the editor and API server
+        [--concurrency N] [--max-model-memory BYTES] [--data DIR] [--test-hooks]
+      start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md)
 `;
 
 type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
@@ -105,7 +105,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data', 'test-hooks']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -124,6 +124,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
     concurrency: num('concurrency') ?? 1,
     maxModelMemory: num('max-model-memory'),
+    ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
   });
   io.err.write(`FuseGraph editor and API on ${server.url}\n`);
   await new Promise<void>((resolve) => {
@@ -139,7 +140,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 export async function main(argv: readonly string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   const command = argv[0];
   try {
-    const args = parseArgs(argv, []);
+    const args = parseArgs(argv, ['test-hooks']);
     switch (command) {
       case 'run':
         return await cmdRun(args, io);

@@ -9,16 +9,19 @@ export class GraphValidationError extends Error {
   }
 }
 
-/** A node failed while running. */
+/**
+ * A node failed while running. The message is what clients see (server paths already made relative by the
+ * executor); `cause` keeps the original exception, with its stack, for the server log only.
+ */
 export class NodeExecutionError extends Error {
   constructor(
     readonly node: string,
     readonly nodeType: string,
     message: string,
-    readonly details?: string,
+    cause?: unknown,
     readonly field?: string,
   ) {
-    super(`node "${node}" (${nodeType})${field ? `, field "${field}"` : ''}: ${message}`);
+    super(`node "${node}" (${nodeType})${field ? `, field "${field}"` : ''}: ${message}`, cause === undefined ? undefined : { cause });
     this.name = 'NodeExecutionError';
   }
 }

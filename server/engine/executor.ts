@@ -11,6 +11,8 @@ import type { NodeCache } from './cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from './errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
 import { planExecution, resolveParams } from './plan.js';
+import { redactPaths } from './redact.js';
+import type { StepGate } from './step-gate.js';
 import { validateGraph } from './validate.js';
 
 export interface ExecuteOptions {
@@ -21,6 +23,8 @@ export interface ExecuteOptions {
   readonly onEvent?: (e: ExecutionEvent) => void;
   /** Emit a preview of x̂0 every N steps; 0 = none. */
   readonly previewEvery?: number;
+  /** Test-only: sampler steps wait at this gate (see step-gate.ts). */
+  readonly stepGate?: StepGate;
 }
 
 /**
@@ -66,7 +70,10 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
     checkCancelled: () => {
       if (signal.aborted) throw new RunCancelledError();
     },
-    error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
+    gateStep: async (step, steps) => {
+      await options.stepGate?.pass({ node: id, step, steps }, signal);
+    },
+    error: (message, field) => new NodeExecutionError(id, nodeType, redactPaths(message, roots), undefined, field),
   });
 
   try {
@@ -110,7 +117,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
       try {
         result = (await impl.run(inputs as never, params[id] as never, ctx)) as Record<string, unknown>;
       } catch (err) {
-        throw wrapError(err, id, node.type);
+        throw wrapError(err, id, node.type, roots);
       }
       const files = outputs.slice(before);
       if (def.output) {
@@ -139,11 +146,12 @@ function perStepFunction(
   params: Record<string, unknown>,
   ctx: RunContext,
 ): (step: StepContext) => Promise<unknown> {
+  const roots = ctx.roots;
   return (step) => {
     let pending = step.memo.get(id);
     if (!pending) {
       pending = impl.evaluate(step, inputs as never, params as never, ctx).catch((err: unknown) => {
-        throw wrapError(err, id, nodeType);
+        throw wrapError(err, id, nodeType, roots);
       });
       step.memo.set(id, pending);
     }
@@ -151,10 +159,11 @@ function perStepFunction(
   };
 }
 
-function wrapError(err: unknown, id: string, nodeType: string): Error {
+/** A node's unexpected exception as a NodeExecutionError: its message with server paths made relative, the original kept as the cause. */
+function wrapError(err: unknown, id: string, nodeType: string, roots: RunContext['roots']): Error {
   if (err instanceof NodeExecutionError || err instanceof RunCancelledError) return err;
   const e = err as Error & { file?: string };
-  return new NodeExecutionError(id, nodeType, e.message ?? String(err), e.stack, e.file ? 'params.path' : undefined);
+  return new NodeExecutionError(id, nodeType, redactPaths(e.message ?? String(err), roots), err, e.file ? 'params.path' : undefined);
 }
 
 function hashSignature(type: string, params: Record<string, unknown>, upstream: [string, string, string][], salt: string): string {

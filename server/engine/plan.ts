@@ -1,4 +1,5 @@
 import type { Graph } from '../../nodes/graph-format.js';
+import { own } from '../../nodes/graph-format.js';
 import { getNodeDef } from '../../nodes/index.js';
 
 /**
@@ -7,18 +8,31 @@ import { getNodeDef } from '../../nodes/index.js';
  */
 export function planExecution(graph: Graph): string[] {
   const order: string[] = [];
-  const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (id: string): void => {
-    if (state.get(id) === 'done') return;
-    state.set(id, 'visiting');
-    for (const link of Object.values(graph.nodes[id]?.inputs ?? {})) visit(link.node);
-    state.set(id, 'done');
-    order.push(id);
+  const seen = new Set<string>();
+  // Depth-first post-order with an explicit stack (a long chain must not exhaust the call stack): a node is
+  // emitted once every input it links has been.
+  const visit = (root: string): void => {
+    const frames: [string, string[]][] = [];
+    const enter = (id: string): void => {
+      seen.add(id);
+      frames.push([id, Object.values(own(graph.nodes, id)?.inputs ?? {}).map((l) => l.node).reverse()]);
+    };
+    enter(root);
+    while (frames.length) {
+      const [id, pending] = frames.at(-1)!;
+      const next = pending.pop();
+      if (next === undefined) {
+        frames.pop();
+        order.push(id);
+      } else if (!seen.has(next)) {
+        enter(next);
+      }
+    }
   };
   // Sorted ids make the order, and so event order and output numbering, reproducible.
   for (const id of Object.keys(graph.nodes).sort()) {
     const def = getNodeDef(graph.nodes[id]!.type);
-    if (def?.output) visit(id);
+    if (def?.output && !seen.has(id)) visit(id);
   }
   return order;
 }
@@ -29,7 +43,7 @@ export function resolveParams(graph: Graph): Record<string, Record<string, unkno
   for (const [id, node] of Object.entries(graph.nodes)) {
     const def = getNodeDef(node.type);
     const params: Record<string, unknown> = {};
-    for (const [name, p] of Object.entries(def?.params ?? {})) params[name] = node.params?.[name] ?? p.default;
+    for (const [name, p] of Object.entries(def?.params ?? {})) params[name] = own(node.params, name) ?? p.default;
     out[id] = params;
   }
   return out;

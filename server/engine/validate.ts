@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
-import { parseGraph } from '../../nodes/graph-format.js';
+import { own, parseGraph } from '../../nodes/graph-format.js';
 import { resolveModes } from '../../nodes/graph-modes.js';
 import type { NodeDef, ParamDef } from '../../nodes/define.js';
 import { getNodeDef, socketsCompatible } from '../../nodes/index.js';
@@ -45,9 +45,9 @@ export function validateGraph(value: unknown): ValidationResult {
 }
 
 function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[]): void {
-  const links = graph.nodes[id]?.inputs ?? {};
+  const links = own(graph.nodes, id)?.inputs ?? {};
   for (const name of Object.keys(links)) {
-    if (!(name in def.inputs)) {
+    if (!Object.hasOwn(def.inputs, name)) {
       issues.push({
         node: id, field: `inputs.${name}`, code: 'unknown_input',
         message: `${def.type} has no input "${name}"`, expected: Object.keys(def.inputs).join(', ') || 'no inputs', actual: name,
@@ -55,7 +55,7 @@ function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[
     }
   }
   for (const [name, input] of Object.entries(def.inputs)) {
-    const link = links[name];
+    const link = own(links, name);
     const field = `inputs.${name}`;
     if (!link) {
       if (!input.optional) {
@@ -63,14 +63,14 @@ function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[
       }
       continue;
     }
-    const source = graph.nodes[link.node];
+    const source = own(graph.nodes, link.node);
     if (!source) {
       issues.push({ node: id, field, code: 'missing_link_node', message: `input "${name}" links to node "${link.node}", which does not exist`, actual: link.node });
       continue;
     }
     const sourceDef = getNodeDef(source.type);
     if (!sourceDef) continue; // reported as unknown_node_type on the source
-    const output = sourceDef.outputs[link.output];
+    const output = own(sourceDef.outputs, link.output);
     if (!output) {
       issues.push({
         node: id, field, code: 'missing_link_output',
@@ -91,7 +91,7 @@ function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[
 
 function checkParams(id: string, def: NodeDef, params: Record<string, unknown>, issues: GraphIssue[]): void {
   for (const name of Object.keys(params)) {
-    if (!(name in def.params)) {
+    if (!Object.hasOwn(def.params, name)) {
       issues.push({
         node: id, field: `params.${name}`, code: 'unknown_param',
         message: `${def.type} has no param "${name}"`, expected: Object.keys(def.params).join(', ') || 'no params', actual: name,
@@ -99,8 +99,8 @@ function checkParams(id: string, def: NodeDef, params: Record<string, unknown>, 
     }
   }
   for (const [name, pdef] of Object.entries(def.params)) {
-    if (!(name in params)) continue;
-    const issue = checkParamValue(pdef, params[name]);
+    // An absent param takes its default, which must pass too (a LoadModel without a path has none).
+    const issue = checkParamValue(pdef, Object.hasOwn(params, name) ? params[name] : pdef.default);
     if (issue) issues.push({ node: id, field: `params.${name}`, ...issue });
   }
 }
@@ -163,12 +163,15 @@ function describe(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
 }
 
-/** Nodes on cycles, one list per strongly connected component that loops (Tarjan). */
+/**
+ * Nodes on cycles, one list per strongly connected component that loops (Tarjan's algorithm with an explicit
+ * stack: a long chain of nodes must not exhaust the call stack).
+ */
 function findCycles(graph: Graph): string[][] {
   const succ = new Map<string, string[]>();
   for (const [id, node] of Object.entries(graph.nodes)) {
     for (const link of Object.values(node.inputs ?? {})) {
-      if (!graph.nodes[link.node]) continue;
+      if (!own(graph.nodes, link.node)) continue;
       const list = succ.get(link.node) ?? [];
       list.push(id);
       succ.set(link.node, list);
@@ -180,21 +183,36 @@ function findCycles(graph: Graph): string[][] {
   const onStack = new Set<string>();
   const stack: string[] = [];
   const cycles: string[][] = [];
-  const visit = (v: string): void => {
+  const open = (v: string): void => {
     idx.set(v, index);
     low.set(v, index);
     index++;
     stack.push(v);
     onStack.add(v);
-    for (const w of succ.get(v) ?? []) {
-      if (!idx.has(w)) {
-        visit(w);
-        low.set(v, Math.min(low.get(v)!, low.get(w)!));
-      } else if (onStack.has(w)) {
-        low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+  };
+  for (const root of Object.keys(graph.nodes)) {
+    if (idx.has(root)) continue;
+    open(root);
+    // Each frame is a node and the position of the next successor to look at.
+    const frames: [string, number][] = [[root, 0]];
+    while (frames.length) {
+      const frame = frames.at(-1)!;
+      const [v, i] = frame;
+      const next = (succ.get(v) ?? [])[i];
+      if (next !== undefined) {
+        frame[1] = i + 1;
+        if (!idx.has(next)) {
+          open(next);
+          frames.push([next, 0]);
+        } else if (onStack.has(next)) {
+          low.set(v, Math.min(low.get(v)!, idx.get(next)!));
+        }
+        continue;
       }
-    }
-    if (low.get(v) === idx.get(v)) {
+      frames.pop();
+      const parent = frames.at(-1);
+      if (parent) low.set(parent[0], Math.min(low.get(parent[0])!, low.get(v)!));
+      if (low.get(v) !== idx.get(v)) continue;
       const comp: string[] = [];
       let w: string | undefined;
       do {
@@ -205,7 +223,6 @@ function findCycles(graph: Graph): string[][] {
       const selfLoop = (succ.get(v) ?? []).includes(v);
       if (comp.length > 1 || selfLoop) cycles.push(comp.reverse());
     }
-  };
-  for (const id of Object.keys(graph.nodes)) if (!idx.has(id)) visit(id);
+  }
   return cycles;
 }

@@ -10,6 +10,8 @@ import { modelsRoutes } from './routes/models.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
+import { testHookRoutes } from './routes/test-hooks.js';
+import type { StepGate } from '../engine/step-gate.js';
 import type { RunQueue } from '../services/run-queue.js';
 
 export interface AppDeps {
@@ -22,6 +24,8 @@ export interface AppDeps {
   readonly bodyLimit: string;
   readonly pngLimit: string;
   readonly log: (message: string, err?: unknown) => void;
+  /** Test-only step gate; its routes are mounted only when it is given. */
+  readonly stepGate?: StepGate;
 }
 
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
@@ -44,6 +48,7 @@ export function createApp(deps: AppDeps): Express {
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));
   api.use(graphFromPngRoutes(deps.pngLimit));
+  if (deps.stepGate) api.use(testHookRoutes(deps.stepGate));
   api.use((req, _res, next) => {
     next(new HttpError(404, 'not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`));
   });

@@ -28,6 +28,11 @@ export interface ServerOptions {
   bodyLimit?: string;
   /** Largest PNG accepted by /api/graph-from-png. Default 20mb. */
   pngLimit?: string;
+  /**
+   * TEST-ONLY: mount /api/test/* and make every sampler step pass a step gate tests can hold. Default false, or
+   * true when the environment has FUSEGRAPH_TEST_HOOKS=1. Never enable on a server people use.
+   */
+  testHooks?: boolean;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
 }
@@ -79,6 +84,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     previewEvery,
     bodyLimit: o.bodyLimit ?? '5mb',
     pngLimit: o.pngLimit ?? '20mb',
+    testHooks: o.testHooks ?? process.env.FUSEGRAPH_TEST_HOOKS === '1',
     log: o.log ?? defaultLog,
   };
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../engine/executor.js';
+import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../runtime/model-manager.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
@@ -40,12 +41,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const models = new ModelManager(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {});
   const cache = new NodeCache();
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
+  const stepGate = o.testHooks ? new StepGate() : undefined;
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
     log: o.log,
     execute: (graph, ctx) =>
-      executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery }),
+      executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });
   const app = createApp({
     queue,
@@ -57,6 +59,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     bodyLimit: o.bodyLimit,
     pngLimit: o.pngLimit,
     log: o.log,
+    stepGate,
   });
   const server = createServer(app);
   const hub = new WsHub({ queue, token: o.token, log: o.log });
@@ -74,6 +77,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { requeued, failed } = queue.start();
   if (requeued.length) o.log(`re-queued ${requeued.length} run(s) interrupted by the last shutdown`);
   if (failed.length) o.log(`gave up on ${failed.length} run(s) that were interrupted too often`);
+  if (stepGate) o.log('TEST HOOKS ON: /api/test/* is mounted and sampler steps pass a step gate; never use this server for real work');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -67,6 +67,8 @@ export interface RunContext {
   recordOutput(file: OutputFile): void;
   /** Throws RunCancelledError once the run's signal is aborted. */
   checkCancelled(): void;
+  /** Awaited by a sampler before step `step` (1-based); a no-op unless the server runs with test hooks. */
+  gateStep(step: number, steps: number): Promise<void>;
   /** A clear per-node error to throw; `field` names the param or input at fault. */
   error(message: string, field?: string): Error;
 }

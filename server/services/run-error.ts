@@ -1,7 +1,7 @@
 import { GraphValidationError, NodeExecutionError } from '../engine/errors.js';
 import type { RunError } from '../../nodes/protocol.js';
 
-/** What a client learns about a failed run: the node, a message and details, never a server stack trace. */
+/** What a client learns about a failed run: the node, field and message, never a server stack trace or path. */
 export function toRunError(err: unknown): RunError {
   if (err instanceof NodeExecutionError) {
     return {
@@ -9,11 +9,11 @@ export function toRunError(err: unknown): RunError {
       node_type: err.nodeType,
       ...(err.field !== undefined ? { field: err.field } : {}),
       message: err.message,
-      ...(err.details !== undefined ? { details: err.details } : {}),
     };
   }
   if (err instanceof GraphValidationError) {
     return { node: err.issues[0]?.node ?? null, message: err.message, issues: [...err.issues] };
   }
-  return { node: null, message: err instanceof Error ? err.message : String(err) };
+  // Anything else is a server bug: its text may name server internals, so the client gets a fixed message.
+  return { node: null, message: 'internal error outside any node; the details are in the server log' };
 }

@@ -264,7 +264,9 @@ export class RunQueue {
       return;
     }
     const error = toRunError(err);
+    // The full exception (stack, absolute paths) goes to the server log only; the client gets toRunError's view.
     if (error.node === null) this.opts.log(`run ${live.id} failed outside any node`, err);
+    else if (err instanceof Error && err.cause !== undefined) this.opts.log(`run ${live.id} failed at node "${error.node}"`, err.cause);
     if (error.node !== null) live.nodeStates[error.node] = 'error';
     live.settleRunning('error');
     const finished_at = Date.now();

@@ -45,6 +45,7 @@ export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise
     clientDir: path.join(s.root, 'client'),
     previewEvery: 2,
     log: quiet,
+    testHooks: true,
     ...extra,
   });
 }
@@ -52,6 +53,30 @@ export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise
 /** The shared small txt2img graph (64×64, 4 steps by default) on the sandbox's tiny model, or on `model`. */
 export function txt2img(o: { steps?: number; seed?: number; size?: number; model?: string; prompt?: string } = {}): Graph {
   return txt2imgGraph(o.model ?? TINY_MODEL, o);
+}
+
+export interface GateState {
+  readonly held: boolean;
+  readonly allowance: number | null;
+  readonly passed: number;
+  readonly waiting: readonly { node: string; step: number; steps: number }[];
+}
+
+/**
+ * Drives the server's test-only step gate: `{ hold: true }` holds every sampler step from now on,
+ * `{ release_steps: n }` lets n through, `{ hold: false }` opens it.
+ */
+export async function gate(base: string, body: { hold?: boolean; release_steps?: number }): Promise<GateState> {
+  const res = await api<GateState>(base, '/api/test/gate', { body });
+  if (res.status !== 200) throw new Error(`gate ${JSON.stringify(body)}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Resolves once at least `waiting` sampler steps are held at the gate (and `passed` have passed). */
+export async function gateWait(base: string, want: { waiting?: number; passed?: number; timeout_ms?: number }): Promise<GateState> {
+  const res = await api<GateState>(base, '/api/test/gate/wait', { body: want });
+  if (res.status !== 200) throw new Error(`gate wait ${JSON.stringify(want)}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
 }
 
 export interface JsonResponse<T = Record<string, unknown>> {

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
+import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
 
 describe('queue with concurrency 2', () => {
   let sandbox: Sandbox;
@@ -26,19 +26,23 @@ describe('queue with concurrency 2', () => {
       const ids: string[] = [];
       for (const seed of [1, 2, 3]) {
         const post = await api<{ run_id: string; position: number }>(server.url, '/api/runs', {
-          body: { graph: txt2img({ steps: 150, size: 256, seed }) },
+          body: { graph: txt2img({ steps: 6, seed }) },
         });
         assert.equal(post.body.position, seed - 1);
         ids.push(post.body.run_id);
       }
       const [a, b, c] = ids as [string, string, string];
+      // The gate holds both runs at their first step, so both are certainly running when the queue is read.
+      await gate(server.url, { hold: true });
       await api(server.url, '/api/queue/resume', { method: 'POST' });
       await ws.waitFor((f) => f.type === 'started' && f.run_id === b);
+      assert.equal((await gateWait(server.url, { waiting: 2 })).waiting.length, 2);
       const queue = await api<{ running: { id: string }[]; pending: { id: string; position: number }[] }>(server.url, '/api/queue');
       assert.deepEqual(queue.body.running.map((r) => r.id).sort(), [a, b].sort());
       assert.deepEqual(queue.body.pending.map((r) => [r.id, r.position]), [[c, 0]]);
 
       await api(server.url, '/api/queue/pause', { method: 'POST' });
+      await gate(server.url, { hold: false });
       const [endA, endB] = await Promise.all([ws.waitFor(isTerminal(a), 60_000), ws.waitFor(isTerminal(b), 60_000)]);
       assert.equal(endA.type, 'done');
       assert.equal(endB.type, 'done');
@@ -47,6 +51,7 @@ describe('queue with concurrency 2', () => {
       await api(server.url, '/api/queue/resume', { method: 'POST' });
       assert.equal((await ws.waitFor(isTerminal(c), 60_000)).type, 'done');
     } finally {
+      await gate(server.url, { hold: false });
       await ws.close();
     }
   });

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
+import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
 
 interface Submitted { run_id: string; position: number }
 interface Output { node: string; kind: string; name: string; url: string }
@@ -156,11 +156,14 @@ describe('runs over HTTP and WebSocket, tiny real models', () => {
       await ws.waitFor((f) => f.type === 'cancelled' && f.run_id === queued.body.run_id);
       await api(server.url, '/api/queue/resume', { method: 'POST' });
 
-      // Big enough that the sampler is still going when the DELETE arrives.
+      // Held by the step gate after its first step, so the run is certainly still going when the DELETE arrives.
+      await gate(server.url, { hold: true, release_steps: 1 });
       const long = await api<Submitted>(server.url, '/api/runs', {
-        body: { graph: txt2img({ steps: 500, size: 512, seed: 99 }), client_id: 'carol' },
+        body: { graph: txt2img({ steps: 20, seed: 99 }), client_id: 'carol' },
       });
       const runId = long.body.run_id;
+      const held = await gateWait(server.url, { waiting: 1 });
+      assert.deepEqual(held.waiting, [{ node: 'sample', step: 2, steps: 20 }]);
       await ws.waitFor((f) => f.type === 'progress' && f.run_id === runId, 60_000, 'the first step');
       const del = await api<{ status: string; cancel_requested: boolean }>(server.url, `/api/runs/${runId}`, { method: 'DELETE' });
       assert.equal(del.status, 202);
@@ -175,8 +178,10 @@ describe('runs over HTTP and WebSocket, tiny real models', () => {
       assert.equal(again.status, 409);
       assert.equal(again.body.error, 'run_finished');
       const steps = ws.forRun(runId).filter((f) => f.type === 'progress').map((f) => f.step as number);
-      assert.ok(Math.max(...steps) < 500, 'stopped before the end');
+      assert.deepEqual(steps, [1], 'stopped where the gate held it');
+      assert.deepEqual((await gate(server.url, { hold: false })).waiting, [], 'the cancelled step left the gate');
     } finally {
+      await gate(server.url, { hold: false });
       await ws.close();
     }
   });

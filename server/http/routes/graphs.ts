@@ -1,5 +1,4 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Router } from 'express';
 import { HttpError } from '../http-error.js';
 import { checkFileName, fileInRoot } from '../safe-name.js';
@@ -30,7 +29,8 @@ export function graphsRoutes(graphsDir: string, log: (message: string, err?: unk
     const graphs: GraphListing[] = [];
     for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
       try {
-        graphs.push(describe(file.slice(0, -'.json'.length), await readJson(join(graphsDir, file))));
+        // fileInRoot: a symlink that leads out of graphs/ is not listed (its 404 is caught here).
+        graphs.push(describe(file.slice(0, -'.json'.length), await readJson(await fileInRoot(graphsDir, file))));
       } catch (err) {
         log(`bundled graph ${file} is unreadable; not listing it`, err);
       }

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { LoadLatent } from '../../../nodes/index.js';
 import { decodeNpy } from '../../sd/npy.js';
 import { fileStamps } from '../../sd/model-folder.js';
-import { resolveInRoot } from '../paths.js';
+import { OutsideRootError, readInRoot, resolveInRoot } from '../paths.js';
 import { implement } from '../types.js';
 
 export const loadLatent = implement(LoadLatent, {
@@ -17,8 +16,9 @@ export const loadLatent = implement(LoadLatent, {
     if (!file) throw ctx.error(`path "${params.path}" escapes the input folder`, 'params.path');
     let bytes: Buffer;
     try {
-      bytes = await readFile(file);
+      bytes = await readInRoot(ctx.roots.input, params.path, 'input');
     } catch (err) {
+      if (err instanceof OutsideRootError) throw ctx.error(err.message, 'params.path');
       throw ctx.error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'params.path');
     }
     let latent;

@@ -24,6 +24,7 @@ export const ddimStep = implement(DDIMStep, {
     const x0 = ctx.previewEvery > 0 ? new Float32Array(x.length) : null;
     for (let i = 0; i < steps; i++) {
       ctx.checkCancelled();
+      await ctx.gateStep(i + 1, steps);
       const t = schedule.timesteps[i]!;
       const step: StepContext = { loop: ctx.node, index: i, steps, t, x: { data: x, shape }, memo: new Map() };
       const eps = (await noise(step)).eps;
