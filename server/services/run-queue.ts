@@ -79,14 +79,40 @@ export class RunQueue {
     return () => this.listeners.delete(listener);
   }
 
-  submit(graph: Graph, clientId: string | null): { run_id: string; position: number } {
+  /** Queues a run at the back, or ahead of every queued run with `front` (ComfyUI's "queue front"). */
+  submit(graph: Graph, clientId: string | null, opts: { readonly front?: boolean } = {}): { run_id: string; position: number } {
     if (this.closing) throw new Error('the server is shutting down');
     const id = randomUUID();
     this.opts.store.insert({ id, graph, client_id: clientId, created_at: Date.now() });
+    if (opts.front && this.opts.store.moveToFront(id)) this.emitPositions(id);
     const position = this.opts.store.position(id) ?? 0;
     this.emit({ type: 'queued', run_id: id, position }, clientId);
     this.pump();
     return { run_id: id, position };
+  }
+
+  /** Moves a queued run ahead of every other queued run. */
+  moveToFront(id: string): { outcome: 'moved'; run: RunSummary } | { outcome: 'not_found' } | { outcome: 'not_queued'; run: RunSummary } {
+    const run = this.summaryOf(id);
+    if (!run) return { outcome: 'not_found' };
+    if (!this.opts.store.moveToFront(id)) return { outcome: 'not_queued', run };
+    this.emitPositions();
+    return { outcome: 'moved', run: this.summaryOf(id)! };
+  }
+
+  /** Cancels every queued run (running ones go on); returns their ids. */
+  clearQueued(): string[] {
+    const ids = this.opts.store.queuedIds();
+    for (const id of ids) this.cancel(id);
+    return ids;
+  }
+
+  /** After a reorder every queued run's position may have changed: each gets a fresh `queued` frame. */
+  private emitPositions(except?: string): void {
+    for (const run of this.opts.store.withStatus('queued')) {
+      if (run.id === except) continue;
+      this.emit({ type: 'queued', run_id: run.id, position: this.opts.store.position(run.id) ?? 0 }, run.client_id);
+    }
   }
 
   cancel(id: string): CancelOutcome {

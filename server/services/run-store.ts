@@ -169,6 +169,14 @@ export class RunStore {
     return row && row.status === 'queued' ? row.ahead : null;
   }
 
+  /**
+   * Puts a queued run ahead of every other. `seq` is the queue order, so the run takes a number below all others;
+   * history pages stay consistent because they page by the same column.
+   */
+  moveToFront(id: string): boolean {
+    return this.db.prepare("UPDATE runs SET seq = (SELECT MIN(seq) FROM runs) - 1 WHERE id = ? AND status = 'queued'").run(id).changes === 1;
+  }
+
   nextQueued(): StoredRun | undefined {
     const row = this.db.prepare("SELECT * FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1").get() as Row | undefined;
     return row ? decode(row) : undefined;

@@ -55,4 +55,38 @@ describe('queue with concurrency 2', () => {
       await ws.close();
     }
   });
+
+  it('steers a paused queue: queue at the front, move a run to the front, clear what is queued', async () => {
+    const ws = await WsClient.connect(server.url);
+    try {
+      ws.send({ type: 'subscribe', runs: 'all', previews: false });
+      await api(server.url, '/api/queue/pause', { method: 'POST' });
+      const submit = async (seed: number, front = false) =>
+        (await api<{ run_id: string; position: number }>(server.url, '/api/runs', { body: { graph: txt2img({ steps: 2, seed }), front } })).body;
+      const a = await submit(1);
+      const b = await submit(2);
+      const c = await submit(3, true);
+      assert.equal(c.position, 0, 'queued at the front');
+      const order = async () => (await api<{ pending: { id: string; position: number }[] }>(server.url, '/api/queue')).body.pending.map((r) => r.id);
+      assert.deepEqual(await order(), [c.run_id, a.run_id, b.run_id]);
+      // The runs that moved back learn their new position.
+      await ws.waitFor((f) => f.type === 'queued' && f.run_id === a.run_id && f.position === 1);
+
+      const moved = await api<{ id: string; position: number }>(server.url, `/api/runs/${b.run_id}/front`, { method: 'POST' });
+      assert.equal(moved.status, 200);
+      assert.equal(moved.body.position, 0);
+      assert.deepEqual(await order(), [b.run_id, c.run_id, a.run_id]);
+      assert.equal((await api(server.url, '/api/runs/nope/front', { method: 'POST' })).status, 404);
+
+      const cleared = await api<{ cancelled: string[] }>(server.url, '/api/queue/clear', { method: 'POST' });
+      assert.deepEqual(cleared.body.cancelled.sort(), [a.run_id, b.run_id, c.run_id].sort());
+      assert.deepEqual(await order(), []);
+      for (const id of cleared.body.cancelled) assert.equal((await ws.waitFor(isTerminal(id))).type, 'cancelled');
+      const again = await api(server.url, `/api/runs/${a.run_id}/front`, { method: 'POST' });
+      assert.equal(again.status, 409, 'a cancelled run cannot move');
+    } finally {
+      await api(server.url, '/api/queue/resume', { method: 'POST' });
+      await ws.close();
+    }
+  });
 });

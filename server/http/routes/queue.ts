@@ -13,5 +13,9 @@ export function queueRoutes(queue: RunQueue): Router {
   router.post('/queue/resume', (_req, res) => {
     res.json(queue.resume());
   });
+  // Cancels every queued run; running runs go on (cancel those one by one).
+  router.post('/queue/clear', (_req, res) => {
+    res.json({ cancelled: queue.clearQueued() });
+  });
   return router;
 }

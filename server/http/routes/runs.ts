@@ -8,6 +8,8 @@ import { ClientIdSchema } from '../../../nodes/protocol.js';
 const SubmitBody = z.strictObject({
   graph: z.unknown(),
   client_id: ClientIdSchema.optional(),
+  /** Queue ahead of every queued run. */
+  front: z.boolean().optional(),
 });
 
 const ListQuery = z.object({
@@ -38,7 +40,7 @@ export function runsRoutes(queue: RunQueue): Router {
         issues: validated.issues,
       });
     }
-    const queued = queue.submit(validated.graph, body.client_id ?? null);
+    const queued = queue.submit(validated.graph, body.client_id ?? null, { front: body.front === true });
     res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
   });
 
@@ -54,6 +56,15 @@ export function runsRoutes(queue: RunQueue): Router {
     const run = queue.detail(req.params.id);
     if (!run) throw notFound(`run ${req.params.id}`);
     res.json(run);
+  });
+
+  router.post('/runs/:id/front', (req, res) => {
+    const result = queue.moveToFront(req.params.id);
+    if (result.outcome === 'not_found') throw notFound(`run ${req.params.id}`);
+    if (result.outcome === 'not_queued') {
+      throw new HttpError(409, 'not_queued', `run ${req.params.id} is not queued (${result.run.status})`, { run: result.run });
+    }
+    res.json(result.run);
   });
 
   router.delete('/runs/:id', (req, res) => {
