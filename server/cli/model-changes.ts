@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { RunResult } from '../engine/events.js';
-import type { ModelManager } from '../runtime/model-manager.js';
+import type { ModelManager } from '../sd/model-manager.js';
 import type { RecordedModel } from '../sd/png-meta.js';
 
 /**

@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
-import { executeGraph } from '../engine/executor.js';
+import { executeGraph } from '../execution/executor.js';
 import { StepGate } from '../engine/step-gate.js';
-import { ModelManager } from '../runtime/model-manager.js';
+import { ModelManager } from '../sd/model-manager.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';

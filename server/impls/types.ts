@@ -2,7 +2,7 @@ import type { InputDef, NodeDef, OutputDef, ParamValues } from '../../nodes/defi
 import type { PerStepSocket } from '../../nodes/socket-types.js';
 import type { Graph } from '../../nodes/graph-format.js';
 import type { ExecutionEvent, OutputFile } from '../engine/events.js';
-import type { ModelManager } from '../runtime/model-manager.js';
+import type { ModelManager } from '../sd/model-manager.js';
 import type { SdModel, Tensor32 } from '../sd/sd-model.js';
 
 /** The state a DDIMStep loop hands to per-step (NOISE/SALIENCY) nodes at one timestep. */

@@ -39,9 +39,9 @@ import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 
 import type { Graph } from '../../nodes/graph-format.js';
-import { executeGraph } from '../../server/engine/executor.js';
+import { executeGraph } from '../../server/execution/executor.js';
 import type { RunResult } from '../../server/engine/events.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import { decodeNpy } from '../../server/sd/npy.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { ClipTokenizer } from '../../server/sd/tokenizer.js';

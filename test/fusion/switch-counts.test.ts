@@ -16,8 +16,8 @@ import { after, before, describe, test } from 'node:test';
 
 import type { Graph } from '../../nodes/graph-format.js';
 import type { ExecutionEvent, RunResult } from '../../server/engine/events.js';
-import { executeGraph } from '../../server/engine/executor.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { executeGraph } from '../../server/execution/executor.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import type { SdModel } from '../../server/sd/sd-model.js';
 import { findRepoRoot, writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { snbGraph } from '../helpers/graphs.js';

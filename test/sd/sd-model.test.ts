@@ -16,8 +16,8 @@ import sharp from 'sharp';
 
 import type { Graph } from '../../nodes/graph-format.js';
 import { NodeExecutionError } from '../../server/engine/errors.js';
-import { executeGraph } from '../../server/engine/executor.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { executeGraph } from '../../server/execution/executor.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import { fromFloat16Array, toFloat16Array } from '../../server/runtime/float16.js';
 import { decodeNpy, encodeNpy } from '../../server/sd/npy.js';
 import type { SdModel } from '../../server/sd/sd-model.js';

@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
-import { executeGraph } from '../../server/engine/executor.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { executeGraph } from '../../server/execution/executor.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import { findRepoRoot } from '../tiny-models/make-tiny-model.js';
 
 /** Wall time of graphs/demo-fusion.json (three images, 50 steps) with models loaded, best of `runs`. */

@@ -16,8 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Graph } from '../../nodes/graph-format.js';
-import { executeGraph } from '../../server/engine/executor.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { executeGraph } from '../../server/execution/executor.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import { findRepoRoot } from '../tiny-models/make-tiny-model.js';
 import { measureShape } from './measure.js';
 

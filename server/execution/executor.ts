@@ -4,16 +4,16 @@ import type { Graph } from '../../nodes/graph-format.js';
 import { getNodeDef } from '../../nodes/index.js';
 import { implementationOf } from '../impls/index.js';
 import type { RunContext, StepContext } from '../impls/types.js';
-import type { ModelManager } from '../runtime/model-manager.js';
+import type { ModelManager } from '../sd/model-manager.js';
 import type { ProviderChoice } from '../runtime/providers.js';
 import type { SdModel } from '../sd/sd-model.js';
-import type { NodeCache } from './cache.js';
-import { GraphValidationError, NodeExecutionError, RunCancelledError } from './errors.js';
-import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
-import { planExecution, resolveParams } from './plan.js';
-import { redactPaths } from './redact.js';
-import type { StepGate } from './step-gate.js';
-import { validateGraph } from './validate.js';
+import type { NodeCache } from '../engine/cache.js';
+import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../engine/errors.js';
+import type { ExecutionEvent, OutputFile, RunResult } from '../engine/events.js';
+import { planExecution, resolveParams } from '../engine/plan.js';
+import { redactPaths } from '../engine/redact.js';
+import type { StepGate } from '../engine/step-gate.js';
+import { validateGraph } from '../engine/validate.js';
 
 export interface ExecuteOptions {
   readonly roots: { readonly models: string; readonly input: string; readonly output: string };

@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { findModelFolders, inspectModelFolder, modelFolderStamp } from '../sd/model-folder.js';
-import { SdModel } from '../sd/sd-model.js';
-import type { ProviderChoice } from './providers.js';
-import { providerCandidates } from './providers.js';
+import { findModelFolders, inspectModelFolder, modelFolderStamp } from './model-folder.js';
+import { SdModel } from './sd-model.js';
+import type { ProviderChoice } from '../runtime/providers.js';
+import { providerCandidates } from '../runtime/providers.js';
 
 export interface ModelManagerOptions {
   /** Evict least-recently-used idle models when their files' total size would exceed this. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { executeGraph } from '../../server/engine/executor.js';
-import { ModelManager } from '../../server/runtime/model-manager.js';
+import { executeGraph } from '../../server/execution/executor.js';
+import { ModelManager } from '../../server/sd/model-manager.js';
 import type { SdModel } from '../../server/sd/sd-model.js';
 import { snbGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';

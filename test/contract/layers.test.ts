@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT } from '../helpers/graphs.js';
+
+/**
+ * The folders' one-way dependency order, lowest first. A module may import from its own folder or from a folder of a
+ * lower layer, never upwards and never sideways into another folder of its own layer.
+ */
+const LAYERS: readonly (readonly string[])[] = [
+  ['nodes'],
+  ['server/engine', 'server/sampler', 'server/onnx-writer'],
+  ['server/runtime'],
+  ['server/sd'],
+  ['server/impls'],
+  ['server/execution'],
+  ['server/services'],
+  ['server/http'],
+  ['server/cli'],
+];
+/** The editor runs in the browser: it may use the contract and nothing of the server. */
+const CLIENT_MAY_USE: readonly string[] = ['nodes', 'client'];
+
+function folderOf(file: string): string {
+  const rel = path.relative(REPO_ROOT, file).split(path.sep).join('/');
+  if (rel === 'server/cli.ts') return 'server/cli';
+  const parts = rel.split('/');
+  return parts[0] === 'server' ? `${parts[0]}/${parts[1]}` : parts[0]!;
+}
+
+function layerOf(folder: string): number {
+  const i = LAYERS.findIndex((l) => l.includes(folder));
+  return i;
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && /\.(ts|tsx|js)$/.test(e.name))
+    .map((e) => path.join(e.parentPath, e.name));
+}
+
+test('folders depend one way: nodes → engine → runtime → sd → impls → execution → services → http → cli; the client on nodes only', () => {
+  const files = [...sources(path.join(REPO_ROOT, 'nodes')), ...sources(path.join(REPO_ROOT, 'server')), ...sources(path.join(REPO_ROOT, 'client')), path.join(REPO_ROOT, 'server', 'cli.ts')];
+  const wrong: string[] = [];
+  for (const file of new Set(files)) {
+    const from = folderOf(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      const to = folderOf(path.resolve(path.dirname(file), m[1]!));
+      if (to === from) continue;
+      const ok = from === 'client'
+        ? CLIENT_MAY_USE.includes(to)
+        : layerOf(to) >= 0 && layerOf(from) >= 0 && layerOf(to) < layerOf(from);
+      if (!ok) wrong.push(`${path.relative(REPO_ROOT, file)} (${from}) imports ${m[1]} (${to})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
