@@ -1,5 +1,5 @@
 // CLIP byte-level BPE tokenizer, behaving like transformers' fast / v5 CLIPTokenizer
-// (docs: /work/shared/docs/sd-onnx.md §4).
+// (the SD 1.x tokenizer files: vocab.json, merges.txt, special tokens; see test/fixtures/clip-tokenizer).
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';

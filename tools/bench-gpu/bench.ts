@@ -497,7 +497,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       raw = await rawUnetProbe(unetFile, o.provider, o.rawCalls, latent, o.threads);
       log(`raw onnxruntime-node UNet: ${fmt(raw.msPerCall)} ms/call (median of ${o.rawCalls}; session created in ${(raw.loadMs / 1000).toFixed(1)} s)`);
       if (o.provider === 'webgpu') {
-        // What the Node binding lets us change on WebGPU (shared/docs/sd-onnx.md §5.3: EP options and output
+        // What the Node binding lets us change on WebGPU (onnxruntime-node session options: EP options and output
         // locations; it has no graph capture). The engine keeps the conditioning in GPU memory, with default options.
         const variants: [string, ort.InferenceSession.ExecutionProviderConfig, boolean][] = [
           ['webgpu, encoder_hidden_states in GPU memory (as the engine feeds it)', 'webgpu', true],

@@ -79,7 +79,7 @@ export interface ResolvedTinyModelOptions {
 
 export interface TinyVariant {
   name: string;
-  /** Which real exporter this mimics (see shared/docs/sd-onnx.md §1.2). */
+  /** Which real exporter this mimics. */
   description: string;
   options: Omit<TinyModelOptions, 'tokenizerDir'>;
 }
