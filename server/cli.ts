@@ -15,21 +15,36 @@ import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
 import { ClipTokenizer } from './sd/tokenizer.js';
 
-const USAGE = `usage: fusegraph <command> [options]
-
-commands:
-  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
+/** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
+const COMMAND_USAGE: Record<string, string> = {
+  run: `  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
       validate and run a graph; prints the files it wrote
-  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
+`,
+  validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
       check a graph and print every problem
-  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
-  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
-  schedule SCHEDULER_CONFIG.json --steps N
-      print the DDIM timesteps and alphas as JSON
-  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
+`,
+  nodes: `  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
+`,
+  tokenize: `  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
+`,
+  schedule: `  schedule SCHEDULER_CONFIG.json --steps N [--sampler NAME] [--schedule default|karras|exponential]
+      print the sampler's timesteps and sigmas (DDIM, the default: timesteps and alphas) as JSON
+`,
+  serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--data DIR]
       start the editor and API server
-`;
+`,
+};
+
+const USAGE = `usage: fusegraph <command> [options]    (fusegraph COMMAND --help for one command)
+
+commands:
+${Object.values(COMMAND_USAGE).join('')}`;
+
+/** `--help` or `-h` anywhere asks for usage instead of running the command (so `serve -h` starts no server). */
+function wantsHelp(argv: readonly string[]): boolean {
+  return argv.some((a) => a === '--help' || a === '-h');
+}
 
 type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
 
@@ -137,6 +152,14 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 
 export async function main(argv: readonly string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   const command = argv[0];
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    io.out.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command in COMMAND_USAGE && wantsHelp(argv.slice(1))) {
+    io.out.write(`usage: fusegraph ${COMMAND_USAGE[command]!.trimStart()}`);
+    return 0;
+  }
   try {
     const args = parseArgs(argv, []);
     switch (command) {
@@ -153,12 +176,6 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
         return await cmdSchedule(args, io);
       case 'serve':
         return await cmdServe(args, io);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        io.out.write(USAGE);
-        return command === undefined ? 2 : 0;
       default:
         io.err.write(`unknown command "${command}"\n${USAGE}`);
         return 2;

@@ -183,4 +183,25 @@ describe('fusegraph CLI', () => {
     assert.equal(sched.timesteps[99], 1);
     assert.ok(Math.abs(sched.prev_alphas_cumprod[99]! - 0.99915) < 1e-6);
   });
+  it('--help and -h print usage and exit 0, for the tool and for each command; a missing graph is one line', async () => {
+    for (const args of [['--help'], ['-h'], ['help']]) {
+      const r = await cli(args, ws.root);
+      assert.equal(r.code, 0, args.join(' '));
+      assert.match(r.stdout, /^usage: fusegraph <command>/);
+      for (const c of ['run', 'validate', 'nodes', 'tokenize', 'schedule', 'serve']) assert.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+    }
+    // `serve -h` must print usage, not start a server (the test would hang on a listening server).
+    for (const [command, flag] of [['serve', '-h'], ['run', '--help'], ['schedule', '-h'], ['validate', '--help']] as const) {
+      const r = await cli([command, flag], ws.root);
+      assert.equal(r.code, 0, `${command} ${flag}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: fusegraph ${command}\\b`));
+      assert.doesNotMatch(r.stdout, /commands:/);
+    }
+    const noArgs = await cli([], ws.root);
+    assert.equal(noArgs.code, 2);
+    const missing = await cli(['run', 'no-such-graph.json'], ws.root);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr.trim(), 'error: no-such-graph.json: no such file');
+    assert.doesNotMatch(missing.stderr, /ENOENT/);
+  });
 });
