@@ -3,6 +3,7 @@
  * See docs/sd-onnx.md §2 for the reference semantics this follows.
  */
 import { z } from 'zod';
+import { computeAlphasCumprod } from './schedulers/noise-schedule.js';
 
 export const SchedulerConfigSchema = z
   .object({
@@ -40,84 +41,6 @@ export function parseSchedulerConfig(json: unknown, forPipeline = true): Schedul
   }
   const cfg = parsed.data;
   return forPipeline ? { ...cfg, steps_offset: 1, clip_sample: false } : cfg;
-}
-
-const f32 = Math.fround;
-
-/** torch.linspace(start, end, n, dtype=float32) on CPU: the two halves are anchored at opposite ends. */
-function linspaceF32(start: number, end: number, n: number): Float32Array {
-  const out = new Float32Array(n);
-  if (n === 1) {
-    out[0] = start;
-    return out;
-  }
-  const s = f32(start);
-  const e = f32(end);
-  const step = f32(f32(e - s) / (n - 1));
-  const half = Math.floor(n / 2);
-  for (let i = 0; i < n; i++) {
-    out[i] = i < half ? f32(s + f32(step * i)) : f32(e - f32(step * (n - 1 - i)));
-  }
-  return out;
-}
-
-function cosineBetas(n: number): Float32Array {
-  // Computed in float64 like diffusers' betas_for_alpha_bar (plain Python floats), then stored as float32.
-  const alphaBar = (t: number): number => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), 0.999);
-  }
-  return out;
-}
-
-function cumprodF32(alphas: Float32Array): Float32Array {
-  const out = new Float32Array(alphas.length);
-  let c = 1;
-  for (let i = 0; i < alphas.length; i++) {
-    c = f32(c * alphas[i]!);
-    out[i] = c;
-  }
-  return out;
-}
-
-/** diffusers' rescale_zero_terminal_snr, emulating its float32 tensor ops one at a time. */
-function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
-  const n = betas.length;
-  const alphas = new Float32Array(n);
-  for (let i = 0; i < n; i++) alphas[i] = f32(1 - betas[i]!);
-  const sqrtBar = cumprodF32(alphas);
-  for (let i = 0; i < n; i++) sqrtBar[i] = f32(Math.sqrt(sqrtBar[i]!));
-  const s0 = sqrtBar[0]!;
-  const sT = sqrtBar[n - 1]!;
-  const scale = f32(s0 / f32(s0 - sT));
-  const bar = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = f32(f32(sqrtBar[i]! - sT) * scale);
-    bar[i] = f32(s * s);
-  }
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const a = i === 0 ? bar[0]! : f32(bar[i]! / bar[i - 1]!);
-    out[i] = f32(1 - a);
-  }
-  return out;
-}
-
-function computeBetas(c: SchedulerConfig): Float32Array {
-  const T = c.num_train_timesteps;
-  let betas: Float32Array;
-  if (c.trained_betas !== null) {
-    betas = Float32Array.from(c.trained_betas);
-  } else if (c.beta_schedule === 'linear') {
-    betas = linspaceF32(c.beta_start, c.beta_end, T);
-  } else if (c.beta_schedule === 'scaled_linear') {
-    betas = linspaceF32(Math.sqrt(c.beta_start), Math.sqrt(c.beta_end), T);
-    for (let i = 0; i < T; i++) betas[i] = f32(betas[i]! * betas[i]!);
-  } else {
-    betas = cosineBetas(T);
-  }
-  return c.rescale_betas_zero_snr ? rescaleZeroTerminalSnr(betas) : betas;
 }
 
 /** numpy's round(): ties go to the even neighbour (Math.round would send 811.5 to 812). */
@@ -175,10 +98,7 @@ export class DDIMSchedule {
     this.config = config;
     this.steps = steps;
 
-    const betas = computeBetas(config);
-    const alphas = new Float32Array(T);
-    for (let i = 0; i < T; i++) alphas[i] = f32(1 - betas[i]!);
-    this.alphasCumprod = cumprodF32(alphas);
+    this.alphasCumprod = computeAlphasCumprod(config);
     this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
 
     const ts = computeTimesteps(config, steps);

@@ -46,6 +46,7 @@ import { decodeNpy } from '../../server/sd/npy.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { ClipTokenizer } from '../../server/sd/tokenizer.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+import { TORCH_SCHEDULES } from '../helpers/torch-schedules.js';
 import { snbGraph } from '../helpers/graphs.js';
 
 const GUIDANCE = 10;
@@ -111,10 +112,9 @@ async function readScheduler(model: string): Promise<SchedulerJson> {
  * ᾱ[i] = Π_{k≤i} (1 − β_k), β_k = (√β0 + k·(√β1 − √β0)/(T−1))² ("scaled_linear").
  *
  * precision 'float64': the formula in doubles (CompVis computes it so; the spec's check values come from it).
- * precision 'float32': the same formula as diffusers' DDIMScheduler evaluates it (docs/sd-onnx.md §2.2), every
- * operation rounded to float32: torch.linspace(√β0, √β1, T) in float32, which computes start + step·k for
- * k < T/2 and end − step·(T−1−k) above, then β = l², α = 1 − β, and a float32 cumprod. The two differ by ≤1.63e-6
- * relative; see the test "float64 ᾱ" below for what that does to x.
+ * precision 'float32': ᾱ as diffusers' DDIMScheduler has it, PyTorch's own float32 values for this config
+ * (test/fixtures/torch-schedules.json, written by PyTorch: float32 linspace, β = l², α = 1 − β, cumprod). The two
+ * differ by ≤1.63e-6 relative; see the test "float64 ᾱ" below for what that does to x.
  */
 function alphasCumprod(cfg: SchedulerJson, precision: 'float32' | 'float64'): Float64Array {
   assert.equal(cfg.beta_schedule, 'scaled_linear');
@@ -131,17 +131,9 @@ function alphasCumprod(cfg: SchedulerJson, precision: 'float32' | 'float64'): Fl
     }
     return out;
   }
-  const f = Math.fround;
-  const start = f(Math.sqrt(cfg.beta_start));
-  const end = f(Math.sqrt(cfg.beta_end));
-  const step = f(f(end - start) / (T - 1));
-  let prod = 1;
-  for (let k = 0; k < T; k++) {
-    const l = k < T / 2 ? f(start + f(step * k)) : f(end - f(step * (T - 1 - k)));
-    prod = f(prod * f(1 - f(l * l)));
-    out[k] = prod;
-  }
-  return out;
+  const torch = TORCH_SCHEDULES.sd1!;
+  assert.deepEqual([cfg.beta_start, cfg.beta_end, T], [torch.config.beta_start, torch.config.beta_end, torch.config.num_train_timesteps]);
+  return Float64Array.from(torch.alphas_cumprod);
 }
 
 /** DDIM timesteps, high to low: leading + steps_offset 1 (t = i·(T//N) + 1), or trailing (t = T − i·T/N − 1; T % N = 0 here). */
@@ -435,9 +427,7 @@ describe('fused sampling through executeGraph equals the spec reference', () => 
     assert.ok(Math.abs(a[601]! - 0.15981644) < 1e-8);
     assert.ok(Math.abs(a[991]! - 0.00513007) < 1e-8);
     const a32 = alphasCumprod(await readScheduler('base'), 'float32');
-    // §2.2: float32 emulation ᾱ[999] = 0.004660091362893581, within ≈1.6e-6 relative of float64 everywhere
-    // (1.63e-6 at ᾱ[946]).
-    assert.equal(a32[999], 0.004660091362893581);
+    // torch's float32 ᾱ is within ≈1.6e-6 relative of float64 everywhere (1.63e-6 at ᾱ[946]).
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a32[i]! / a[i]! - 1) <= 2e-6, `ᾱ[${i}]: ${a32[i]} vs ${a[i]}`);
     assert.deepEqual(timesteps(await readScheduler('base'), 4), [751, 501, 251, 1]);
     assert.deepEqual(timesteps(await readScheduler('base-trailing'), 1), [999]);
