@@ -11,6 +11,7 @@ import { saveLatent } from './latent/save-latent.js';
 import { loadModel } from './model/load-model.js';
 import { ddimStep } from './sampling/ddim-step.js';
 import { predictNoise } from './sampling/predict-noise.js';
+import { sampler } from './sampling/sampler.js';
 import type { NodeImpl } from './types.js';
 
 /** The server-side implementation of every node type; the type makes a missing one a compile error. */
@@ -22,6 +23,7 @@ export const IMPLEMENTATIONS: Readonly<Record<NodeType, NodeImpl>> & Readonly<Re
   SaveLatent: saveLatent,
   PredictNoise: predictNoise,
   DDIMStep: ddimStep,
+  Sampler: sampler,
   SaliencyMask: saliencyMask,
   BlendNoise: blendNoise,
   SwitchAtTimestep: switchAtTimestep,

@@ -1,6 +1,8 @@
-/** Creates the stepping state of a non-DDIM sampler from a model's scheduler_config.json. */
+/** Creates the stepping state of a sampler from a model's scheduler_config.json. */
 import type { SamplerName, SigmaSchedule } from '../../../nodes/index.js';
+import { DDIMSchedule, parseSchedulerConfig } from '../scheduler.js';
 import { resolveSamplerConfig } from './config.js';
+import { DdimRun } from './ddim-run.js';
 import { DpmSolverRun } from './dpm-solver.js';
 import { EulerAncestralRun, EulerRun, HeunRun, LmsRun } from './k-diffusion.js';
 import type { SamplerRun } from './sampler-run.js';
@@ -9,7 +11,7 @@ import { UniPcRun } from './unipc.js';
 export type { SamplerRun } from './sampler-run.js';
 
 export interface SamplerOptions {
-  readonly sampler: Exclude<SamplerName, 'ddim'>;
+  readonly sampler: SamplerName;
   readonly schedule: SigmaSchedule;
   readonly steps: number;
   /** Samples per batch: dynamic thresholding works per sample. */
@@ -20,6 +22,11 @@ export interface SamplerOptions {
 
 export function createSampler(schedulerJson: unknown, o: SamplerOptions): SamplerRun {
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new RangeError(`steps must be an integer ≥ 1, got ${o.steps}`);
+  if (o.sampler === 'ddim') {
+    // DDIMScheduler has no σ spacing options: its timesteps come from timestep_spacing alone.
+    if (o.schedule !== 'default') throw new Error(`ddim has no ${o.schedule} schedule (DDIMScheduler steps in ᾱ by timestep_spacing); use schedule "default"`);
+    return new DdimRun(new DDIMSchedule(parseSchedulerConfig(schedulerJson, o.forPipeline ?? true), o.steps));
+  }
   const c = resolveSamplerConfig(o.sampler, schedulerJson, o.schedule, o.forPipeline ?? true);
   if (o.steps > c.num_train_timesteps) {
     throw new RangeError(`steps must be at most num_train_timesteps (${c.num_train_timesteps}), got ${o.steps}`);
