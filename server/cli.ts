@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatIssue } from '../nodes/graph-format.js';
-import { NODE_DEFS } from '../nodes/index.js';
+import type { SamplerName, SigmaSchedule } from '../nodes/index.js';
+import { NODE_DEFS, SAMPLER_NAMES, SIGMA_SCHEDULES } from '../nodes/index.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, parseArgs } from './cli/args.js';
 import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
@@ -13,6 +14,7 @@ import { validateGraph } from './engine/validate.js';
 import { ModelManager } from './runtime/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
+import { createSampler } from './sd/schedulers/index.js';
 import { ClipTokenizer } from './sd/tokenizer.js';
 
 /** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
@@ -28,7 +30,8 @@ const COMMAND_USAGE: Record<string, string> = {
   tokenize: `  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
 `,
   schedule: `  schedule SCHEDULER_CONFIG.json --steps N [--sampler NAME] [--schedule default|karras|exponential]
-      print the sampler's timesteps and sigmas (DDIM, the default: timesteps and alphas) as JSON
+      print the timesteps and sigmas a sampler uses, one per model call, as JSON (without --sampler and
+      --schedule: DDIM's timesteps and alphas_cumprod, torch's float32 values)
 `,
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--data DIR]
@@ -109,12 +112,30 @@ async function cmdTokenize(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['steps']);
+  checkFlags(args, ['steps', 'sampler', 'schedule']);
   const file = args.positionals[1];
   const steps = Number(flag(args, 'steps') ?? NaN);
-  if (!file || !Number.isInteger(steps)) throw new Error('usage: fusegraph schedule SCHEDULER_CONFIG.json --steps N');
-  const config = parseSchedulerConfig(JSON.parse(await readFile(file, 'utf8')));
-  io.out.write(`${JSON.stringify(scheduleReport(config, steps))}\n`);
+  if (!file || !Number.isInteger(steps)) throw new Error(`usage: fusegraph ${COMMAND_USAGE.schedule!.trim()}`);
+  const json = JSON.parse(await readFile(file, 'utf8')) as unknown;
+  const sampler = flag(args, 'sampler');
+  const schedule = flag(args, 'schedule') ?? 'default';
+  if (sampler === undefined && schedule === 'default') {
+    io.out.write(`${JSON.stringify(scheduleReport(parseSchedulerConfig(json), steps))}\n`);
+    return 0;
+  }
+  if (!(SAMPLER_NAMES as readonly string[]).includes(sampler ?? 'ddim')) throw new Error(`--sampler must be one of ${SAMPLER_NAMES.join(', ')}`);
+  if (!(SIGMA_SCHEDULES as readonly string[]).includes(schedule)) throw new Error(`--schedule must be one of ${SIGMA_SCHEDULES.join(', ')}`);
+  const run = createSampler(json, { sampler: (sampler ?? 'ddim') as SamplerName, schedule: schedule as SigmaSchedule, steps });
+  io.out.write(
+    `${JSON.stringify({
+      sampler: sampler ?? 'ddim',
+      schedule,
+      model_calls: run.timesteps.length,
+      init_noise_sigma: run.initNoiseSigma,
+      timesteps: Array.from(run.timesteps),
+      sigmas: Array.from(run.sigmas),
+    })}\n`,
+  );
   return 0;
 }
 

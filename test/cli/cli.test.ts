@@ -183,6 +183,26 @@ describe('fusegraph CLI', () => {
     assert.equal(sched.timesteps[99], 1);
     assert.ok(Math.abs(sched.prev_alphas_cumprod[99]! - 0.99915) < 1e-6);
   });
+  it('schedule --sampler/--schedule prints timesteps and sigmas per model call; default DDIM prints torch\'s ᾱ', async () => {
+    const cfg = path.join(ws.models, 'general', 'scheduler', 'scheduler_config.json');
+    const k = await cli(['schedule', cfg, '--steps', '5', '--sampler', 'dpmpp_2m', '--schedule', 'karras'], ws.root);
+    assert.equal(k.code, 0, k.stderr);
+    const r = JSON.parse(k.stdout) as { sampler: string; model_calls: number; timesteps: number[]; sigmas: number[]; init_noise_sigma: number };
+    assert.equal(r.sampler, 'dpmpp_2m');
+    assert.equal(r.model_calls, 5);
+    assert.deepEqual([r.timesteps[0], r.timesteps[4]], [999, 0]);
+    assert.equal(r.sigmas.length, 6);
+    assert.equal(r.sigmas[0], 14.614645004272461); // torch: ((1 - ᾱ[999]) / ᾱ[999]) ** 0.5 in float32
+    assert.equal(r.init_noise_sigma, 1);
+    const heun = JSON.parse((await cli(['schedule', cfg, '--steps', '3', '--sampler', 'heun'], ws.root)).stdout) as { model_calls: number };
+    assert.equal(heun.model_calls, 5);
+    const ddim = JSON.parse((await cli(['schedule', cfg, '--steps', '10'], ws.root)).stdout) as { alphas_cumprod: number[] };
+    assert.equal(ddim.alphas_cumprod[0], 0.01400489080697298); // torch 1.13: torch.cumprod(1 - torch.linspace(…) ** 2, 0)[901].item()
+    const bad = await cli(['schedule', cfg, '--steps', '3', '--sampler', 'nope'], ws.root);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--sampler must be one of ddim, euler/);
+  });
+
   it('--help and -h print usage and exit 0, for the tool and for each command; a missing graph is one line', async () => {
     for (const args of [['--help'], ['-h'], ['help']]) {
       const r = await cli(args, ws.root);
