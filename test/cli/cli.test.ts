@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Graph } from '../../nodes/graph-format.js';
-import { NODE_DEFS } from '../../nodes/index.js';
+import { NODE_DEFS, SAMPLER_NAMES } from '../../nodes/index.js';
 import { readPngText } from '../../server/sd/png-meta.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph } from '../helpers/graphs.js';
@@ -183,6 +183,21 @@ describe('fusegraph CLI', () => {
     assert.equal(sched.timesteps[99], 1);
     assert.ok(Math.abs(sched.prev_alphas_cumprod[99]! - 0.99915) < 1e-6);
   });
+  it('runs the fast cross-domain graph (DPM++ 2M Karras) and the same graph with every other sampler', async () => {
+    const graph = path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain-fast.json');
+    for (const sampler of SAMPLER_NAMES) {
+      const sets = ['base_model.path=general', 'other_model.path=cartoon', 'noise.width=64', 'noise.height=64'];
+      for (const node of ['sample_fused', 'sample_base', 'sample_other']) {
+        sets.push(`${node}.steps=3`);
+        if (sampler !== 'dpmpp_2m') sets.push(`${node}.sampler=${sampler}`, `${node}.schedule=${sampler === 'ddim' ? 'default' : 'karras'}`);
+      }
+      const out = path.join(ws.root, `out-fast-${sampler}`);
+      const r = await cli(['run', graph, '--models', ws.models, '--out', out, ...sets.flatMap((s) => ['--set', s])], ws.root);
+      assert.equal(r.code, 0, `${sampler}: ${r.stderr}`);
+      assert.deepEqual((await readdir(out)).sort(), ['expert_00001.png', 'fused_00001.png', 'general_00001.png'], sampler);
+    }
+  });
+
   it('schedule --sampler/--schedule prints timesteps and sigmas per model call; default DDIM prints torch\'s ᾱ', async () => {
     const cfg = path.join(ws.models, 'general', 'scheduler', 'scheduler_config.json');
     const k = await cli(['schedule', cfg, '--steps', '5', '--sampler', 'dpmpp_2m', '--schedule', 'karras'], ws.root);
