@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { computeAlphasCumprod } from './schedulers/noise-schedule.js';
+import { npLinspace, roundHalfEven, trailingTimesteps } from './schedulers/sigmas.js';
 
 export const SchedulerConfigSchema = z
   .object({
@@ -43,38 +44,15 @@ export function parseSchedulerConfig(json: unknown, forPipeline = true): Schedul
   return forPipeline ? { ...cfg, steps_offset: 1, clip_sample: false } : cfg;
 }
 
-/** numpy's round(): ties go to the even neighbour (Math.round would send 811.5 to 812). */
-function roundHalfEven(x: number): number {
-  const fl = Math.floor(x);
-  const d = x - fl;
-  if (d > 0.5) return fl + 1;
-  if (d < 0.5) return fl;
-  return fl % 2 === 0 ? fl : fl + 1;
-}
-
 function computeTimesteps(c: SchedulerConfig, n: number): number[] {
   const T = c.num_train_timesteps;
-  const out: number[] = [];
   if (c.timestep_spacing === 'leading') {
     const ratio = Math.floor(T / n);
-    for (let i = n - 1; i >= 0; i--) out.push(i * ratio + c.steps_offset);
-  } else if (c.timestep_spacing === 'linspace') {
-    // np.linspace(0, T-1, n): i*step with the endpoint pinned to T-1.
-    const step = n > 1 ? (T - 1) / (n - 1) : 0;
-    for (let i = n - 1; i >= 0; i--) out.push(roundHalfEven(i === n - 1 && n > 1 ? T - 1 : i * step));
-  } else {
-    // np.arange(T, 0, -T/n) fills start + i*delta with delta re-derived from the first two elements.
-    const r = T / n;
-    const delta = (T + -r) - T;
-    const len = Math.ceil((0 - T) / -r);
-    for (let i = 0; i < len; i++) {
-      const t = roundHalfEven(T + i * delta) - 1;
-      // For 62 values of n < 1000 the float length is n+1 and the extra entry is -1; diffusers then samples an
-      // additional step at "t = -1" (torch reads ᾱ[-1] = ᾱ[T-1]). That is a bug, so only the n real steps are kept.
-      if (t >= 0) out.push(t);
-    }
+    return Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + c.steps_offset);
   }
-  return out;
+  // np.linspace(0, T-1, n).round(), high to low.
+  if (c.timestep_spacing === 'linspace') return Array.from(npLinspace(0, T - 1, n), roundHalfEven).reverse();
+  return trailingTimesteps(T, n);
 }
 
 export class DDIMSchedule {

@@ -27,10 +27,12 @@ export function npLinspace(start: number, stop: number, n: number): Float64Array
 }
 
 /**
- * np.arange(T, 0, -T/n).round() − 1, the "trailing" spacing. NumPy computes the length from the float step, which is
- * n + 1 for some n (the extra entry is −1); like DDIMSchedule, only the n real timesteps are kept.
+ * np.arange(start, 0, -T/n).round() − 1, the "trailing" spacing (start = T unless λ_min_clipped cuts it). NumPy
+ * fills start + i·delta with delta re-derived from the first two elements, and computes the length from the float
+ * step, which is n + 1 for 62 values of n < 1000 (the extra entry is −1, and diffusers then samples an additional
+ * step at "t = −1", reading ᾱ[−1] = ᾱ[T−1]). That is a bug, so only the n real timesteps are kept.
  */
-function trailing(T: number, n: number, start = T): number[] {
+export function trailingTimesteps(T: number, n: number, start = T): number[] {
   const r = T / n;
   const delta = (start + -r) - start;
   const len = Math.ceil((0 - start) / -r);
@@ -53,7 +55,7 @@ export function discreteTimesteps(c: ResolvedConfig, n: number): number[] {
     const ratio = Math.floor(T / n);
     return Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + c.steps_offset);
   }
-  return trailing(T, n);
+  return trailingTimesteps(T, n);
 }
 
 /**
@@ -66,7 +68,7 @@ export function multistepTimesteps(c: ResolvedConfig, n: number, last: number): 
     const ratio = Math.floor(last / (n + 1));
     return Array.from({ length: n }, (_, i) => (n - i) * ratio + c.steps_offset);
   }
-  return trailing(c.num_train_timesteps, n, last);
+  return trailingTimesteps(c.num_train_timesteps, n, last);
 }
 
 /** np.interp(x, arange(len(fp)), fp): exact grid points return fp itself, as NumPy does. */
@@ -121,9 +123,4 @@ export function trainSchedule(c: ResolvedConfig): TrainSchedule {
   if (c.rescale_betas_zero_snr) alphasCumprod[alphasCumprod.length - 1] = 2 ** -24;
   const sigmas = trainSigmas(alphasCumprod);
   return { alphasCumprod, sigmas, logSigmas: sigmas.map((s) => f32(Math.log(s))) };
-}
-
-/** ((1 − ᾱ_0) / ᾱ_0) ** 0.5 as float32 tensor ops: final_sigmas_type "sigma_min". */
-export function sigmaAtZero(train: TrainSchedule): number {
-  return train.sigmas[0]!;
 }
