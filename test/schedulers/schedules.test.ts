@@ -106,3 +106,12 @@ test('bad steps and impossible configs are clear errors', () => {
   assert.throws(() => createSampler({ prediction_type: 'sample' }, { sampler: 'euler_ancestral', schedule: 'default', steps: 10 }), /sample/);
   assert.throws(() => createSampler([], { sampler: 'euler', schedule: 'default', steps: 10 }), /JSON object/);
 });
+
+test('options FuseGraph does not implement are refused by name, not misread', () => {
+  assert.throws(() => resolveSamplerConfig('euler', { use_beta_sigmas: true }), /use_beta_sigmas.*not supported/);
+  assert.throws(() => resolveSamplerConfig('euler', { interpolation_type: 'log_linear' }), /interpolation_type/);
+  assert.throws(() => resolveSamplerConfig('dpmpp_2m', { variance_type: 'learned_range' }), /variance_type/);
+  assert.throws(() => resolveSamplerConfig('unipc', { predict_x0: false }), /predict_x0/);
+  // A class that does not take the key ignores it, as from_config does.
+  assert.equal(resolveSamplerConfig('euler', { variance_type: 'learned_range', predict_x0: false }).prediction_type, 'epsilon');
+});

@@ -22,10 +22,10 @@ const RawConfigSchema = z.object({
   rescale_betas_zero_snr: nullable(z.boolean()),
   use_karras_sigmas: nullable(z.boolean()),
   use_exponential_sigmas: nullable(z.boolean()),
-  use_beta_sigmas: nullable(z.literal(false)),
+  use_beta_sigmas: nullable(z.literal(false, { error: 'beta sigmas (use_beta_sigmas) are not supported; use the Karras or exponential schedule' })),
   sigma_min: nullable(z.number().positive()),
   sigma_max: nullable(z.number().positive()),
-  interpolation_type: nullable(z.literal('linear')),
+  interpolation_type: nullable(z.literal('linear', { error: 'only interpolation_type "linear" is supported' })),
   timestep_type: nullable(z.enum(['discrete', 'continuous'])),
   final_sigmas_type: nullable(z.enum(['zero', 'sigma_min'])),
   clip_sample: nullable(z.boolean()),
@@ -35,14 +35,14 @@ const RawConfigSchema = z.object({
   lower_order_final: nullable(z.boolean()),
   euler_at_final: nullable(z.boolean()),
   lambda_min_clipped: nullable(z.number()),
-  variance_type: nullable(z.never()),
+  variance_type: nullable(z.never({ error: 'learned variance (variance_type) is not supported' })),
   thresholding: nullable(z.boolean()),
   dynamic_thresholding_ratio: nullable(z.number().min(0).max(1)),
   sample_max_value: nullable(z.number().positive()),
   use_lu_lambdas: nullable(z.boolean()),
-  predict_x0: nullable(z.literal(true)),
+  predict_x0: nullable(z.literal(true, { error: 'UniPC with predict_x0 false is not supported' })),
   disable_corrector: nullable(z.array(z.number().int().min(0))),
-  solver_p: nullable(z.never()),
+  solver_p: nullable(z.never({ error: 'a solver_p scheduler is not supported' })),
 });
 
 /** The options of all classes, resolved; a class's sampler reads only its own. */
@@ -75,6 +75,12 @@ export interface ResolvedConfig {
   sample_max_value: number;
   use_lu_lambdas: boolean;
   disable_corrector: number[];
+  /** Options whose other values are refused with a clear message, so a config asking for them is never misread. */
+  use_beta_sigmas: false;
+  interpolation_type: 'linear';
+  variance_type: null;
+  predict_x0: true;
+  solver_p: null;
 }
 
 const COMMON = {
@@ -88,6 +94,7 @@ const COMMON = {
   steps_offset: 0,
   use_karras_sigmas: false,
   use_exponential_sigmas: false,
+  use_beta_sigmas: false,
 } as const;
 
 /**
@@ -97,6 +104,7 @@ const COMMON = {
 const CLASS_DEFAULTS: Record<Exclude<SamplerName, 'ddim'>, Partial<ResolvedConfig>> = {
   euler: {
     ...COMMON, rescale_betas_zero_snr: false, sigma_min: null, sigma_max: null, timestep_type: 'discrete', final_sigmas_type: 'zero',
+    interpolation_type: 'linear',
   },
   euler_ancestral: { ...COMMON, rescale_betas_zero_snr: false },
   heun: { ...COMMON, clip_sample: false, clip_sample_range: 1.0 },
@@ -104,12 +112,13 @@ const CLASS_DEFAULTS: Record<Exclude<SamplerName, 'ddim'>, Partial<ResolvedConfi
   dpmpp_2m: {
     ...COMMON, rescale_betas_zero_snr: false, solver_order: 2, solver_type: 'midpoint',
     lower_order_final: true, euler_at_final: false, final_sigmas_type: 'zero', lambda_min_clipped: -Infinity, thresholding: false,
-    dynamic_thresholding_ratio: 0.995, sample_max_value: 1.0, use_lu_lambdas: false,
+    dynamic_thresholding_ratio: 0.995, sample_max_value: 1.0, use_lu_lambdas: false, variance_type: null,
   },
   dpmpp_2m_sde: {},
   unipc: {
     ...COMMON, rescale_betas_zero_snr: false, solver_order: 2, solver_type: 'bh2', lower_order_final: true, final_sigmas_type: 'zero',
-    thresholding: false, dynamic_thresholding_ratio: 0.995, sample_max_value: 1.0, disable_corrector: [],
+    thresholding: false, dynamic_thresholding_ratio: 0.995, sample_max_value: 1.0, disable_corrector: [], predict_x0: true,
+    solver_p: null,
   },
 };
 CLASS_DEFAULTS.dpmpp_2m_sde = CLASS_DEFAULTS.dpmpp_2m;
@@ -118,7 +127,8 @@ const NEUTRAL: ResolvedConfig = {
   ...COMMON, trained_betas: null, rescale_betas_zero_snr: false, sigma_min: null, sigma_max: null, timestep_type: 'discrete',
   final_sigmas_type: 'zero', clip_sample: false, clip_sample_range: 1, solver_order: 1, algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint', lower_order_final: false, euler_at_final: false, lambda_min_clipped: -Infinity, thresholding: false,
-  dynamic_thresholding_ratio: 0.995, sample_max_value: 1, use_lu_lambdas: false, disable_corrector: [],
+  dynamic_thresholding_ratio: 0.995, sample_max_value: 1, use_lu_lambdas: false, disable_corrector: [], use_beta_sigmas: false,
+  interpolation_type: 'linear', variance_type: null, predict_x0: true, solver_p: null,
 };
 
 /**
