@@ -11,6 +11,7 @@ import { SaveLatent } from './defs/latent/save-latent.js';
 import { LoadModel } from './defs/model/load-model.js';
 import { DDIMStep } from './defs/sampling/ddim-step.js';
 import { PredictNoise } from './defs/sampling/predict-noise.js';
+import { Sampler } from './defs/sampling/sampler.js';
 
 export * from './define.js';
 export * from './socket-types.js';
@@ -18,12 +19,17 @@ export * from './graph-format.js';
 export {
   LoadModel, EncodePrompt, NoiseLatent, LoadLatent, SaveLatent, PredictNoise, DDIMStep,
   SaliencyMask, BlendNoise, SwitchAtTimestep, Decode, SaveImage,
+  Sampler,
 };
+export { SAMPLER_NAMES, SIGMA_SCHEDULES } from './defs/sampling/sampler.js';
+export type { SamplerName, SigmaSchedule } from './defs/sampling/sampler.js';
 
 /** Every node type, in palette order. */
 export const NODE_DEFS = [
   LoadModel, EncodePrompt, NoiseLatent, LoadLatent, PredictNoise, SaliencyMask, BlendNoise, SwitchAtTimestep,
-  DDIMStep, Decode, SaveImage, SaveLatent,
+  DDIMStep,
+  Sampler,
+  Decode, SaveImage, SaveLatent,
 ] as const satisfies readonly NodeDef[];
 
 export type NodeType = (typeof NODE_DEFS)[number]['type'];

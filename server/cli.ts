@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatIssue } from '../nodes/graph-format.js';
-import { NODE_DEFS } from '../nodes/index.js';
+import type { SamplerName, SigmaSchedule } from '../nodes/index.js';
+import { NODE_DEFS, SAMPLER_NAMES, SIGMA_SCHEDULES } from '../nodes/index.js';
 import { NODES_API_VERSION } from '../nodes/protocol.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, parseArgs } from './cli/args.js';
@@ -14,23 +15,40 @@ import { validateGraph } from './engine/validate.js';
 import { ModelManager } from './sd/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
+import { createSampler } from './sd/schedulers/index.js';
 import { ClipTokenizer } from './sd/tokenizer.js';
 
-const USAGE = `usage: fusegraph <command> [options]
-
-commands:
-  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
+/** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
+const COMMAND_USAGE: Record<string, string> = {
+  run: `  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
       validate and run a graph; prints the files it wrote
-  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
+`,
+  validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
       check a graph and print every problem
-  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
-  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
-  schedule SCHEDULER_CONFIG.json --steps N
-      print the DDIM timesteps and alphas as JSON
-  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
+`,
+  nodes: `  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
+`,
+  tokenize: `  tokenize TOKENIZER_DIR TEXT  print the padded CLIP token ids as a JSON array
+`,
+  schedule: `  schedule SCHEDULER_CONFIG.json --steps N [--sampler NAME] [--schedule default|karras|exponential]
+      print the timesteps and sigmas a sampler uses, one per model call, as JSON (without --sampler and
+      --schedule: DDIM's timesteps and alphas_cumprod, torch's float32 values)
+`,
+  serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--data DIR] [--test-hooks]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md)
-`;
+`,
+};
+
+const USAGE = `usage: fusegraph <command> [options]    (fusegraph COMMAND --help for one command)
+
+commands:
+${Object.values(COMMAND_USAGE).join('')}`;
+
+/** `--help` or `-h` anywhere asks for usage instead of running the command (so `serve -h` starts no server). */
+function wantsHelp(argv: readonly string[]): boolean {
+  return argv.some((a) => a === '--help' || a === '-h');
+}
 
 type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
 
@@ -95,12 +113,30 @@ async function cmdTokenize(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['steps']);
+  checkFlags(args, ['steps', 'sampler', 'schedule']);
   const file = args.positionals[1];
   const steps = Number(flag(args, 'steps') ?? NaN);
-  if (!file || !Number.isInteger(steps)) throw new Error('usage: fusegraph schedule SCHEDULER_CONFIG.json --steps N');
-  const config = parseSchedulerConfig(JSON.parse(await readFile(file, 'utf8')));
-  io.out.write(`${JSON.stringify(scheduleReport(config, steps))}\n`);
+  if (!file || !Number.isInteger(steps)) throw new Error(`usage: fusegraph ${COMMAND_USAGE.schedule!.trim()}`);
+  const json = JSON.parse(await readFile(file, 'utf8')) as unknown;
+  const sampler = flag(args, 'sampler');
+  const schedule = flag(args, 'schedule') ?? 'default';
+  if (sampler === undefined && schedule === 'default') {
+    io.out.write(`${JSON.stringify(scheduleReport(parseSchedulerConfig(json), steps))}\n`);
+    return 0;
+  }
+  if (!(SAMPLER_NAMES as readonly string[]).includes(sampler ?? 'ddim')) throw new Error(`--sampler must be one of ${SAMPLER_NAMES.join(', ')}`);
+  if (!(SIGMA_SCHEDULES as readonly string[]).includes(schedule)) throw new Error(`--schedule must be one of ${SIGMA_SCHEDULES.join(', ')}`);
+  const run = createSampler(json, { sampler: (sampler ?? 'ddim') as SamplerName, schedule: schedule as SigmaSchedule, steps });
+  io.out.write(
+    `${JSON.stringify({
+      sampler: sampler ?? 'ddim',
+      schedule,
+      model_calls: run.timesteps.length,
+      init_noise_sigma: run.initNoiseSigma,
+      timesteps: Array.from(run.timesteps),
+      sigmas: Array.from(run.sigmas),
+    })}\n`,
+  );
   return 0;
 }
 
@@ -139,6 +175,14 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 
 export async function main(argv: readonly string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   const command = argv[0];
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    io.out.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command in COMMAND_USAGE && wantsHelp(argv.slice(1))) {
+    io.out.write(`usage: fusegraph ${COMMAND_USAGE[command]!.trimStart()}`);
+    return 0;
+  }
   try {
     const args = parseArgs(argv, ['test-hooks']);
     switch (command) {
@@ -155,12 +199,6 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
         return await cmdSchedule(args, io);
       case 'serve':
         return await cmdServe(args, io);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        io.out.write(USAGE);
-        return command === undefined ? 2 : 0;
       default:
         io.err.write(`unknown command "${command}"\n${USAGE}`);
         return 2;

@@ -8,7 +8,15 @@ import { isPng, readGraphFromPng, readRecordedModels } from '../sd/png-meta.js';
  * with the files a re-run finds; none for a .json). The graph is untrusted until validated.
  */
 export async function loadGraphFile(file: string): Promise<{ graph: unknown; recorded: RecordedModel[] }> {
-  const bytes = await readFile(file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`${file}: no such file`, { cause: err });
+    if (code === 'EISDIR') throw new Error(`${file}: is a directory, not a graph file`, { cause: err });
+    throw err;
+  }
   if (isPng(bytes)) {
     const graph = readGraphFromPng(bytes);
     if (!graph) throw new Error(`${file}: this PNG carries no FuseGraph graph`);

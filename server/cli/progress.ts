@@ -1,6 +1,11 @@
 import type { ExecutionEvent } from '../engine/events.js';
 
-/** Draws one progress bar per DDIMStep on a TTY, plain lines otherwise (logs, CI). */
+/** Draws one progress bar per sampling node (DDIMStep, Sampler) on a TTY, plain lines otherwise (logs, CI). */
+/** σ-based samplers' timesteps are fractional; two decimals say enough. */
+function formatT(t: number): string {
+  return Number.isInteger(t) ? String(t) : t.toFixed(2);
+}
+
 export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent) => void {
   const tty = stream.isTTY === true;
   let lastDecile = new Map<string, number>();
@@ -13,7 +18,7 @@ export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent)
     switch (e.type) {
       case 'node_started':
         endBar();
-        if (e.nodeType === 'DDIMStep') lastDecile = new Map();
+        if (e.nodeType === 'DDIMStep' || e.nodeType === 'Sampler') lastDecile = new Map();
         stream.write(`▶ ${e.node} (${e.nodeType})\n`);
         break;
       case 'node_cached':
@@ -24,13 +29,13 @@ export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent)
         if (tty) {
           const width = 30;
           const filled = Math.round((e.step / e.steps) * width);
-          stream.write(`\r  ${e.node} [${'█'.repeat(filled)}${' '.repeat(width - filled)}] ${e.step}/${e.steps} t=${e.t}   `);
+          stream.write(`\r  ${e.node} [${'█'.repeat(filled)}${' '.repeat(width - filled)}] ${e.step}/${e.steps} t=${formatT(e.t)}   `);
           barOpen = true;
         } else {
           const decile = Math.floor((e.step / e.steps) * 10);
           if (decile !== lastDecile.get(e.node) || e.step === e.steps) {
             lastDecile.set(e.node, decile);
-            stream.write(`  ${e.node} step ${e.step}/${e.steps} t=${e.t}\n`);
+            stream.write(`  ${e.node} step ${e.step}/${e.steps} t=${formatT(e.t)}\n`);
           }
         }
         break;

@@ -12,6 +12,7 @@ import { saveLatent } from './latent/save-latent.js';
 import { loadModel } from './model/load-model.js';
 import { ddimStep } from './sampling/ddim-step.js';
 import { predictNoise } from './sampling/predict-noise.js';
+import { sampler } from './sampling/sampler.js';
 import type { NodeImpl, TypedImpl } from './types.js';
 
 /**
@@ -26,6 +27,7 @@ export const IMPLEMENTATIONS: { readonly [T in NodeType]: TypedImpl<NodeDefOf<T>
   SaveLatent: saveLatent,
   PredictNoise: predictNoise,
   DDIMStep: ddimStep,
+  Sampler: sampler,
   SaliencyMask: saliencyMask,
   BlendNoise: blendNoise,
   SwitchAtTimestep: switchAtTimestep,

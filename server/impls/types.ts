@@ -5,14 +5,15 @@ import type { ExecutionEvent, OutputFile } from '../engine/events.js';
 import type { ModelManager } from '../sd/model-manager.js';
 import type { SdModel, Tensor32 } from '../sd/sd-model.js';
 
-/** The state a DDIMStep loop hands to per-step (NOISE/SALIENCY) nodes at one timestep. */
+/** The state a sampling loop (DDIMStep, Sampler) hands to per-step (NOISE/SALIENCY) nodes at one model call. */
 export interface StepContext {
   /** Identifies the loop; per-step results are memoised per loop and step. */
   readonly loop: string;
   readonly index: number;
   readonly steps: number;
-  /** DDPM timestep of this step (e.g. 991 … 1). */
+  /** DDPM timestep of this model call (e.g. 991 … 1); fractional for σ-based samplers (Euler: 832.5). */
   readonly t: number;
+  /** The UNet's input: x_t as the scheduler scales it (`scale_model_input`). */
   readonly x: Tensor32;
   readonly memo: Map<string, Promise<unknown>>;
 }

@@ -3,6 +3,8 @@
  * See docs/sd-onnx.md §2 for the reference semantics this follows.
  */
 import { z } from 'zod';
+import { computeAlphasCumprod } from './schedulers/noise-schedule.js';
+import { npLinspace, roundHalfEven, trailingTimesteps } from './schedulers/sigmas.js';
 
 export const SchedulerConfigSchema = z
   .object({
@@ -42,116 +44,15 @@ export function parseSchedulerConfig(json: unknown, forPipeline = true): Schedul
   return forPipeline ? { ...cfg, steps_offset: 1, clip_sample: false } : cfg;
 }
 
-const f32 = Math.fround;
-
-/** torch.linspace(start, end, n, dtype=float32) on CPU: the two halves are anchored at opposite ends. */
-function linspaceF32(start: number, end: number, n: number): Float32Array {
-  const out = new Float32Array(n);
-  if (n === 1) {
-    out[0] = start;
-    return out;
-  }
-  const s = f32(start);
-  const e = f32(end);
-  const step = f32(f32(e - s) / (n - 1));
-  const half = Math.floor(n / 2);
-  for (let i = 0; i < n; i++) {
-    out[i] = i < half ? f32(s + f32(step * i)) : f32(e - f32(step * (n - 1 - i)));
-  }
-  return out;
-}
-
-function cosineBetas(n: number): Float32Array {
-  // Computed in float64 like diffusers' betas_for_alpha_bar (plain Python floats), then stored as float32.
-  const alphaBar = (t: number): number => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), 0.999);
-  }
-  return out;
-}
-
-function cumprodF32(alphas: Float32Array): Float32Array {
-  const out = new Float32Array(alphas.length);
-  let c = 1;
-  for (let i = 0; i < alphas.length; i++) {
-    c = f32(c * alphas[i]!);
-    out[i] = c;
-  }
-  return out;
-}
-
-/** diffusers' rescale_zero_terminal_snr, emulating its float32 tensor ops one at a time. */
-function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
-  const n = betas.length;
-  const alphas = new Float32Array(n);
-  for (let i = 0; i < n; i++) alphas[i] = f32(1 - betas[i]!);
-  const sqrtBar = cumprodF32(alphas);
-  for (let i = 0; i < n; i++) sqrtBar[i] = f32(Math.sqrt(sqrtBar[i]!));
-  const s0 = sqrtBar[0]!;
-  const sT = sqrtBar[n - 1]!;
-  const scale = f32(s0 / f32(s0 - sT));
-  const bar = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = f32(f32(sqrtBar[i]! - sT) * scale);
-    bar[i] = f32(s * s);
-  }
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const a = i === 0 ? bar[0]! : f32(bar[i]! / bar[i - 1]!);
-    out[i] = f32(1 - a);
-  }
-  return out;
-}
-
-function computeBetas(c: SchedulerConfig): Float32Array {
-  const T = c.num_train_timesteps;
-  let betas: Float32Array;
-  if (c.trained_betas !== null) {
-    betas = Float32Array.from(c.trained_betas);
-  } else if (c.beta_schedule === 'linear') {
-    betas = linspaceF32(c.beta_start, c.beta_end, T);
-  } else if (c.beta_schedule === 'scaled_linear') {
-    betas = linspaceF32(Math.sqrt(c.beta_start), Math.sqrt(c.beta_end), T);
-    for (let i = 0; i < T; i++) betas[i] = f32(betas[i]! * betas[i]!);
-  } else {
-    betas = cosineBetas(T);
-  }
-  return c.rescale_betas_zero_snr ? rescaleZeroTerminalSnr(betas) : betas;
-}
-
-/** numpy's round(): ties go to the even neighbour (Math.round would send 811.5 to 812). */
-function roundHalfEven(x: number): number {
-  const fl = Math.floor(x);
-  const d = x - fl;
-  if (d > 0.5) return fl + 1;
-  if (d < 0.5) return fl;
-  return fl % 2 === 0 ? fl : fl + 1;
-}
-
 function computeTimesteps(c: SchedulerConfig, n: number): number[] {
   const T = c.num_train_timesteps;
-  const out: number[] = [];
   if (c.timestep_spacing === 'leading') {
     const ratio = Math.floor(T / n);
-    for (let i = n - 1; i >= 0; i--) out.push(i * ratio + c.steps_offset);
-  } else if (c.timestep_spacing === 'linspace') {
-    // np.linspace(0, T-1, n): i*step with the endpoint pinned to T-1.
-    const step = n > 1 ? (T - 1) / (n - 1) : 0;
-    for (let i = n - 1; i >= 0; i--) out.push(roundHalfEven(i === n - 1 && n > 1 ? T - 1 : i * step));
-  } else {
-    // np.arange(T, 0, -T/n) fills start + i*delta with delta re-derived from the first two elements.
-    const r = T / n;
-    const delta = (T + -r) - T;
-    const len = Math.ceil((0 - T) / -r);
-    for (let i = 0; i < len; i++) {
-      const t = roundHalfEven(T + i * delta) - 1;
-      // For 62 values of n < 1000 the float length is n+1 and the extra entry is -1; diffusers then samples an
-      // additional step at "t = -1" (torch reads ᾱ[-1] = ᾱ[T-1]). That is a bug, so only the n real steps are kept.
-      if (t >= 0) out.push(t);
-    }
+    return Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + c.steps_offset);
   }
-  return out;
+  // np.linspace(0, T-1, n).round(), high to low.
+  if (c.timestep_spacing === 'linspace') return Array.from(npLinspace(0, T - 1, n), roundHalfEven).reverse();
+  return trailingTimesteps(T, n);
 }
 
 export class DDIMSchedule {
@@ -175,10 +76,7 @@ export class DDIMSchedule {
     this.config = config;
     this.steps = steps;
 
-    const betas = computeBetas(config);
-    const alphas = new Float32Array(T);
-    for (let i = 0; i < T; i++) alphas[i] = f32(1 - betas[i]!);
-    this.alphasCumprod = cumprodF32(alphas);
+    this.alphasCumprod = computeAlphasCumprod(config);
     this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
 
     const ts = computeTimesteps(config, steps);

@@ -60,6 +60,8 @@ export class SdModel {
     readonly conditioningOnDevice: boolean,
     readonly tokenizer: ClipTokenizer,
     readonly schedulerConfig: SchedulerConfig,
+    /** scheduler_config.json as parsed JSON: each non-DDIM sampler reads it with its own class defaults. */
+    readonly schedulerJson: unknown,
     readonly info: ModelInfo,
     private readonly host: SessionHost,
   ) {}
@@ -69,14 +71,16 @@ export class SdModel {
     // Sessions load in the worker while this thread reads the tokenizer and scheduler files.
     const opening = host.open({ ...folder.parts }, providers, threads);
     try {
-      const [tokenizer, schedulerConfig, opened] = await Promise.all([
+      const [tokenizer, scheduler, opened] = await Promise.all([
         ClipTokenizer.fromFolder(folder.tokenizerDir),
         readSchedulerConfig(folder.schedulerConfigFile),
         opening,
       ]);
       const parts = opened.parts as Record<PartName, PartMeta>;
       const info = SdModel.describe(folder, parts);
-      return new SdModel(key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, schedulerConfig, info, host);
+      return new SdModel(
+        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, scheduler.config, scheduler.json, info, host,
+      );
     } catch (err) {
       await opening.catch(() => undefined);
       await host.close();
@@ -148,9 +152,11 @@ export class SdModel {
     const tDims = tMeta.shape.length === 0 ? [] : [batch];
     const tCount = tMeta.shape.length === 0 ? 1 : batch;
     let timestep: WireTensor;
-    if (tMeta.type === 'int64') timestep = { type: 'int64', dims: tDims, data: new BigInt64Array(tCount).fill(BigInt(Math.round(t))) };
+    // A fractional t (σ-based samplers) goes in the declared dtype as diffusers' ONNX pipeline's
+    // np.array([t], dtype=...) casts it: truncated for integer inputs, rounded to float16/float32 otherwise.
+    if (tMeta.type === 'int64') timestep = { type: 'int64', dims: tDims, data: new BigInt64Array(tCount).fill(BigInt(Math.trunc(t))) };
     else if (tMeta.type === 'float16') timestep = { type: 'float16', dims: tDims, data: toFloat16Array(new Float32Array(tCount).fill(t)) };
-    else if (tMeta.type === 'int32') timestep = { type: 'int32', dims: tDims, data: new Int32Array(tCount).fill(Math.round(t)) };
+    else if (tMeta.type === 'int32') timestep = { type: 'int32', dims: tDims, data: new Int32Array(tCount).fill(Math.trunc(t)) };
     else timestep = { type: 'float32', dims: tDims, data: new Float32Array(tCount).fill(t) };
     this.unetCalls++;
     const outName = unet.outputs[0]!.name;
@@ -208,9 +214,10 @@ export class SdModel {
   }
 }
 
-async function readSchedulerConfig(file: string): Promise<SchedulerConfig> {
+async function readSchedulerConfig(file: string): Promise<{ config: SchedulerConfig; json: unknown }> {
   try {
-    return parseSchedulerConfig(JSON.parse(await readFile(file, 'utf8')));
+    const json = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    return { config: parseSchedulerConfig(json), json };
   } catch (err) {
     throw new ModelFolderError(`${file}: ${(err as Error).message}`, file);
   }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Graph } from '../../nodes/graph-format.js';
-import { NODE_DEFS } from '../../nodes/index.js';
+import { NODE_DEFS, SAMPLER_NAMES } from '../../nodes/index.js';
 import { readPngText } from '../../server/sd/png-meta.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph } from '../helpers/graphs.js';
@@ -182,5 +182,61 @@ describe('fusegraph CLI', () => {
     assert.equal(sched.timesteps[0], 991);
     assert.equal(sched.timesteps[99], 1);
     assert.ok(Math.abs(sched.prev_alphas_cumprod[99]! - 0.99915) < 1e-6);
+  });
+  it('runs the fast cross-domain graph (DPM++ 2M Karras) and the same graph with every other sampler', async () => {
+    const graph = path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain-fast.json');
+    for (const sampler of SAMPLER_NAMES) {
+      const sets = ['base_model.path=general', 'other_model.path=cartoon', 'noise.width=64', 'noise.height=64'];
+      for (const node of ['sample_fused', 'sample_base', 'sample_other']) {
+        sets.push(`${node}.steps=3`);
+        if (sampler !== 'dpmpp_2m') sets.push(`${node}.sampler=${sampler}`, `${node}.schedule=${sampler === 'ddim' ? 'default' : 'karras'}`);
+      }
+      const out = path.join(ws.root, `out-fast-${sampler}`);
+      const r = await cli(['run', graph, '--models', ws.models, '--out', out, ...sets.flatMap((s) => ['--set', s])], ws.root);
+      assert.equal(r.code, 0, `${sampler}: ${r.stderr}`);
+      assert.deepEqual((await readdir(out)).sort(), ['expert_00001.png', 'fused_00001.png', 'general_00001.png'], sampler);
+    }
+  });
+
+  it('schedule --sampler/--schedule prints timesteps and sigmas per model call; default DDIM prints torch\'s ᾱ', async () => {
+    const cfg = path.join(ws.models, 'general', 'scheduler', 'scheduler_config.json');
+    const k = await cli(['schedule', cfg, '--steps', '5', '--sampler', 'dpmpp_2m', '--schedule', 'karras'], ws.root);
+    assert.equal(k.code, 0, k.stderr);
+    const r = JSON.parse(k.stdout) as { sampler: string; model_calls: number; timesteps: number[]; sigmas: number[]; init_noise_sigma: number };
+    assert.equal(r.sampler, 'dpmpp_2m');
+    assert.equal(r.model_calls, 5);
+    assert.deepEqual([r.timesteps[0], r.timesteps[4]], [999, 0]);
+    assert.equal(r.sigmas.length, 6);
+    assert.equal(r.sigmas[0], 14.614645004272461); // torch: ((1 - ᾱ[999]) / ᾱ[999]) ** 0.5 in float32
+    assert.equal(r.init_noise_sigma, 1);
+    const heun = JSON.parse((await cli(['schedule', cfg, '--steps', '3', '--sampler', 'heun'], ws.root)).stdout) as { model_calls: number };
+    assert.equal(heun.model_calls, 5);
+    const ddim = JSON.parse((await cli(['schedule', cfg, '--steps', '10'], ws.root)).stdout) as { alphas_cumprod: number[] };
+    assert.equal(ddim.alphas_cumprod[0], 0.01400489080697298); // torch 1.13: torch.cumprod(1 - torch.linspace(…) ** 2, 0)[901].item()
+    const bad = await cli(['schedule', cfg, '--steps', '3', '--sampler', 'nope'], ws.root);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--sampler must be one of ddim, euler/);
+  });
+
+  it('--help and -h print usage and exit 0, for the tool and for each command; a missing graph is one line', async () => {
+    for (const args of [['--help'], ['-h'], ['help']]) {
+      const r = await cli(args, ws.root);
+      assert.equal(r.code, 0, args.join(' '));
+      assert.match(r.stdout, /^usage: fusegraph <command>/);
+      for (const c of ['run', 'validate', 'nodes', 'tokenize', 'schedule', 'serve']) assert.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+    }
+    // `serve -h` must print usage, not start a server (the test would hang on a listening server).
+    for (const [command, flag] of [['serve', '-h'], ['run', '--help'], ['schedule', '-h'], ['validate', '--help']] as const) {
+      const r = await cli([command, flag], ws.root);
+      assert.equal(r.code, 0, `${command} ${flag}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: fusegraph ${command}\\b`));
+      assert.doesNotMatch(r.stdout, /commands:/);
+    }
+    const noArgs = await cli([], ws.root);
+    assert.equal(noArgs.code, 2);
+    const missing = await cli(['run', 'no-such-graph.json'], ws.root);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr.trim(), 'error: no-such-graph.json: no such file');
+    assert.doesNotMatch(missing.stderr, /ENOENT/);
   });
 });

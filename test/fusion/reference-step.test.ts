@@ -17,8 +17,8 @@
  *    ᾱ_0 (not 1) once prev_t < 0.
  *
  * Precision. Arithmetic is float64; tensors are stored as float32 where a float32 pipeline stores them (UNet outputs,
- * CFG noises, blended ε, saliency maps, x after each step), and ᾱ is the scaled_linear formula evaluated in float32
- * as diffusers does (docs/sd-onnx.md §2.2). That makes the comparison at 1e-5 meaningful: these tiny random networks
+ * CFG noises, blended ε, saliency maps, x after each step), and ᾱ is PyTorch's own float32 schedule as diffusers has
+ * it (test/fixtures/torch-schedules.json). That makes the comparison at 1e-5 meaningful: these tiny random networks
  * at guidance 10 amplify rounding strongly (a 6e-8 relative change of x_T moves x after 4 steps by ~3e-5, measured in
  * the "float64 ᾱ" test), so a reference that rounds differently can only agree to ~1e-4 after several steps. With the
  * float64 ᾱ of CompVis (≤1.63e-6 relative away) the agreement is checked at 1e-4.
@@ -46,6 +46,7 @@ import { decodeNpy } from '../../server/sd/npy.js';
 import { randnFloat32 } from '../../server/sd/rng.js';
 import { ClipTokenizer } from '../../server/sd/tokenizer.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
+import { TORCH_SCHEDULES } from '../helpers/torch-schedules.js';
 import { snbGraph } from '../helpers/graphs.js';
 
 const GUIDANCE = 10;
@@ -54,6 +55,7 @@ const LATENT = 64; // latent H = W, as MagicFusion hard-codes; image 512×512 at
 const CHANNELS = 4;
 const PROMPT_BASE = 'A lion with a crown on his head';
 const PROMPT_OTHER = 'a cartoon lion, anime style, golden crown';
+const PROMPT_THIRD = 'a lion with a crown, oil painting';
 const HIDDEN = 32; // tiny-model default text width
 const THREADS = 1;
 const TOL = 1e-5; // |engine − reference| ≤ TOL + TOL·|reference|
@@ -65,6 +67,7 @@ let tokenizer: ClipTokenizer;
 let baseTextEncoder: ort.InferenceSession;
 let baseUnet: ort.InferenceSession;
 let otherUnet: ort.InferenceSession;
+let thirdUnet: ort.InferenceSession;
 
 const sessionOptions: ort.InferenceSession.SessionOptions = {
   executionProviders: ['cpu'],
@@ -79,16 +82,19 @@ before(async () => {
   // Two different networks (different seeds); base-trailing has BASE's weights and only a different scheduler config.
   await writeTinyModel(path.join(modelsRoot, 'base'), { seed: 1001 });
   await writeTinyModel(path.join(modelsRoot, 'other'), { seed: 2002 });
+  await writeTinyModel(path.join(modelsRoot, 'third'), { seed: 3003 });
   await writeTinyModel(path.join(modelsRoot, 'base-trailing'), { seed: 1001, schedulerConfig: { timestep_spacing: 'trailing' } });
   models = new ModelManager({ threads: THREADS });
   tokenizer = await ClipTokenizer.fromFolder(path.join(modelsRoot, 'base', 'tokenizer'));
   const open = (model: string, part: string): Promise<ort.InferenceSession> =>
     ort.InferenceSession.create(path.join(modelsRoot, model, part, 'model.onnx'), sessionOptions);
-  [baseTextEncoder, baseUnet, otherUnet] = await Promise.all([open('base', 'text_encoder'), open('base', 'unet'), open('other', 'unet')]);
+  [baseTextEncoder, baseUnet, otherUnet, thirdUnet] = await Promise.all([
+    open('base', 'text_encoder'), open('base', 'unet'), open('other', 'unet'), open('third', 'unet'),
+  ]);
 });
 
 after(async () => {
-  await Promise.all([baseTextEncoder?.release(), baseUnet?.release(), otherUnet?.release()]);
+  await Promise.all([baseTextEncoder?.release(), baseUnet?.release(), otherUnet?.release(), thirdUnet?.release()]);
   await models?.dispose();
   await rm(tmp, { recursive: true, force: true });
 });
@@ -111,10 +117,9 @@ async function readScheduler(model: string): Promise<SchedulerJson> {
  * ᾱ[i] = Π_{k≤i} (1 − β_k), β_k = (√β0 + k·(√β1 − √β0)/(T−1))² ("scaled_linear").
  *
  * precision 'float64': the formula in doubles (CompVis computes it so; the spec's check values come from it).
- * precision 'float32': the same formula as diffusers' DDIMScheduler evaluates it (docs/sd-onnx.md §2.2), every
- * operation rounded to float32: torch.linspace(√β0, √β1, T) in float32, which computes start + step·k for
- * k < T/2 and end − step·(T−1−k) above, then β = l², α = 1 − β, and a float32 cumprod. The two differ by ≤1.63e-6
- * relative; see the test "float64 ᾱ" below for what that does to x.
+ * precision 'float32': ᾱ as diffusers' DDIMScheduler has it, PyTorch's own float32 values for this config
+ * (test/fixtures/torch-schedules.json, written by PyTorch: float32 linspace, β = l², α = 1 − β, cumprod). The two
+ * differ by ≤1.63e-6 relative; see the test "float64 ᾱ" below for what that does to x.
  */
 function alphasCumprod(cfg: SchedulerJson, precision: 'float32' | 'float64'): Float64Array {
   assert.equal(cfg.beta_schedule, 'scaled_linear');
@@ -131,17 +136,9 @@ function alphasCumprod(cfg: SchedulerJson, precision: 'float32' | 'float64'): Fl
     }
     return out;
   }
-  const f = Math.fround;
-  const start = f(Math.sqrt(cfg.beta_start));
-  const end = f(Math.sqrt(cfg.beta_end));
-  const step = f(f(end - start) / (T - 1));
-  let prod = 1;
-  for (let k = 0; k < T; k++) {
-    const l = k < T / 2 ? f(start + f(step * k)) : f(end - f(step * (T - 1 - k)));
-    prod = f(prod * f(1 - f(l * l)));
-    out[k] = prod;
-  }
-  return out;
+  const torch = TORCH_SCHEDULES.sd1!;
+  assert.deepEqual([cfg.beta_start, cfg.beta_end, T], [torch.config.beta_start, torch.config.beta_end, torch.config.num_train_timesteps]);
+  return Float64Array.from(torch.alphas_cumprod);
 }
 
 /** DDIM timesteps, high to low: leading + steps_offset 1 (t = i·(T//N) + 1), or trailing (t = T − i·T/N − 1; T % N = 0 here). */
@@ -265,6 +262,8 @@ interface Arrangement {
   readonly batch: number;
   /** Model whose scheduler config DDIMStep uses (BASE's weights either way). */
   readonly scheduler: 'base' | 'base-trailing';
+  /** Blend a third model (BlendNoise.c; its saliency with k = kOther against BASE's uncond). */
+  readonly third?: boolean;
 }
 
 /** How the reference rounds; the defaults are a float32 pipeline's (see reference()). */
@@ -281,9 +280,9 @@ interface StepRecord {
   readonly eps: Float64Array;
   readonly epsBase: Float64Array;
   readonly epsOther: Float64Array;
-  /** 1 where OTHER's noise was taken (argmax), per sample and pixel. */
+  /** Index of the model whose noise was taken (argmax: 0 BASE, 1 OTHER, 2 THIRD), per sample and pixel. */
   readonly mask: Uint8Array | null;
-  /** Smallest |softmax_O − softmax_B| / max(…) over the pixels: how far the mask is from a tie. */
+  /** Smallest (largest − second largest saliency) / largest over the pixels: how far the mask is from a tie. */
   readonly margin: number;
 }
 
@@ -297,43 +296,52 @@ async function reference(arr: Arrangement, prec: Precision = { alphas: 'float32'
   const alphas = alphasCumprod(cfg, prec.alphas);
   const ts = timesteps(cfg, arr.steps);
   const ratio = Math.floor(cfg.num_train_timesteps / arr.steps);
-  const [uc, cBase, cOther] = [await encode(''), await encode(PROMPT_BASE), await encode(PROMPT_OTHER)];
+  const [uc, cBase, cOther, cThird] = [await encode(''), await encode(PROMPT_BASE), await encode(PROMPT_OTHER), await encode(PROMPT_THIRD)];
   const hw = LATENT * LATENT;
   const size = arr.batch * CHANNELS * hw;
   let x = randnFloat32(SEED, [arr.batch, CHANNELS, LATENT, LATENT]);
   if (prec.perturb) x = x.map((v, i) => v * (1 + prec.perturb! * ((i % 3) - 1)));
   const records: StepRecord[] = [];
   let fusedSteps = 0;
+  const cfgNoise = (r: { u: Float32Array; c: Float32Array }): Float64Array => {
+    const e = new Float64Array(size);
+    for (let i = 0; i < size; i++) e[i] = Math.fround(r.u[i]! + GUIDANCE * (r.c[i]! - r.u[i]!));
+    return e;
+  };
   for (const t of ts) {
     const fused = arr.mode === 1 ? !(t > arr.switchT) : t > arr.switchT;
     const B = await unet(baseUnet, x, arr.batch, t, uc, cBase);
-    const O = await unet(otherUnet, x, arr.batch, t, uc, cOther);
-    const epsBase = new Float64Array(size);
-    const epsOther = new Float64Array(size);
-    for (let i = 0; i < size; i++) {
-      epsBase[i] = Math.fround(B.u[i]! + GUIDANCE * (B.c[i]! - B.u[i]!));
-      epsOther[i] = Math.fround(O.u[i]! + GUIDANCE * (O.c[i]! - O.u[i]!));
-    }
+    const epsBase = cfgNoise(B);
+    let epsOther = epsBase;
     let eps = epsBase;
     let mask: Uint8Array | null = null;
     let margin = Infinity;
     if (fused) {
       fusedSteps++;
-      const salB = saliency(B.c, B.u, arr.batch, arr.kBase);
-      const salO = saliency(O.c, B.u, arr.batch, arr.kOther); // Q1: BASE's uncond
+      const O = await unet(otherUnet, x, arr.batch, t, uc, cOther);
+      epsOther = cfgNoise(O);
+      const noises = [epsBase, epsOther];
+      const sals = [saliency(B.c, B.u, arr.batch, arr.kBase), saliency(O.c, B.u, arr.batch, arr.kOther)]; // Q1: BASE's uncond
+      if (arr.third) {
+        const T3 = await unet(thirdUnet, x, arr.batch, t, uc, cThird);
+        noises.push(cfgNoise(T3));
+        sals.push(saliency(T3.c, B.u, arr.batch, arr.kOther));
+      }
       eps = new Float64Array(size);
       mask = new Uint8Array(arr.batch * hw);
       for (let b = 0; b < arr.batch; b++) {
         for (let p = 0; p < hw; p++) {
-          const sb = salB[b]![p]!;
-          const so = salO[b]![p]!;
-          margin = Math.min(margin, Math.abs(so - sb) / Math.max(so, sb));
-          const take = so > sb ? 1 : 0;
+          const s = sals.map((m) => m[b]![p]!);
+          // torch.argmax over the stacked maps: the first index of the maximum.
+          const take = s.indexOf(Math.max(...s));
+          const sorted = [...s].sort((u, v) => v - u);
+          margin = Math.min(margin, (sorted[0]! - sorted[1]!) / sorted[0]!);
           mask[b * hw + p] = take;
-          const w = arr.blend === 'soft' ? so / (sb + so) : take;
+          const total = s.reduce((u, v) => u + v, 0);
+          const w = s.map((v, k) => (arr.blend === 'soft' ? v / total : k === take ? 1 : 0));
           for (let ch = 0; ch < CHANNELS; ch++) {
             const i = (b * CHANNELS + ch) * hw + p;
-            eps[i] = Math.fround((1 - w) * epsBase[i]! + w * epsOther[i]!);
+            eps[i] = Math.fround(noises.reduce((acc, n, k) => acc + w[k]! * n[i]!, 0));
           }
         }
       }
@@ -359,6 +367,7 @@ function fusionGraph(arr: Arrangement): Graph {
     base: 'base', other: 'other', ...(arr.scheduler === 'base' ? {} : { scheduler: arr.scheduler }),
     promptBase: PROMPT_BASE, promptOther: PROMPT_OTHER, seed: SEED, size: LATENT * 8, batch: arr.batch, guidance: GUIDANCE,
     kBase: arr.kBase, kOther: arr.kOther, blend: arr.blend, mode: arr.mode, switchT: arr.switchT, steps: arr.steps, saveStart: true,
+    ...(arr.third ? { third: { model: 'third', prompt: PROMPT_THIRD } } : {}),
   });
 }
 
@@ -403,9 +412,11 @@ async function compareArrangement(
   // BASE at every step; OTHER only at the fused steps (the branch a switch does not take is not computed).
   assert.equal(callsOf(run.result, 'base'), arr.steps);
   assert.equal(callsOf(run.result, 'other'), ref.fusedSteps);
+  if (arr.third) assert.equal(callsOf(run.result, 'third'), ref.fusedSteps);
   const fused = ref.records.filter((r) => r.fused);
   assert.ok(fused.length > 0, 'the arrangement fuses at some step');
-  const wins = fused.map((r) => r.mask!.reduce((s, v) => s + v, 0));
+  // Pixels not won by BASE, per fused step.
+  const wins = fused.map((r) => r.mask!.reduce((s, v) => s + (v > 0 ? 1 : 0), 0));
   if (mask === 'mixed') {
     // No pixel may be within float32 rounding (6e-8) of a tie, or the two summation orders could legitimately flip it.
     for (const r of fused) assert.ok(r.margin > 1e-6, `t=${r.t}: softmax maps within ${r.margin} of a tie`);
@@ -435,9 +446,7 @@ describe('fused sampling through executeGraph equals the spec reference', () => 
     assert.ok(Math.abs(a[601]! - 0.15981644) < 1e-8);
     assert.ok(Math.abs(a[991]! - 0.00513007) < 1e-8);
     const a32 = alphasCumprod(await readScheduler('base'), 'float32');
-    // §2.2: float32 emulation ᾱ[999] = 0.004660091362893581, within ≈1.6e-6 relative of float64 everywhere
-    // (1.63e-6 at ᾱ[946]).
-    assert.equal(a32[999], 0.004660091362893581);
+    // torch's float32 ᾱ is within ≈1.6e-6 relative of float64 everywhere (1.63e-6 at ᾱ[946]).
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a32[i]! / a[i]! - 1) <= 2e-6, `ᾱ[${i}]: ${a32[i]} vs ${a[i]}`);
     assert.deepEqual(timesteps(await readScheduler('base'), 4), [751, 501, 251, 1]);
     assert.deepEqual(timesteps(await readScheduler('base-trailing'), 1), [999]);
@@ -458,6 +467,23 @@ describe('fused sampling through executeGraph equals the spec reference', () => 
   test('soft blend (FuseGraph extension): w = sal_O / (sal_B + sal_O); N = 4, mode 2, switch 251', async (t) => {
     t.diagnostic(
       (await compareArrangement({ steps: 4, mode: 2, switchT: 251, kBase: 1, kOther: 1, blend: 'soft', batch: 1, scheduler: 'base' }, 'soft')).summary,
+    );
+  });
+
+  test('three models (BlendNoise.c): argmax over all three saliencies, ties to the earliest; N = 4, mode 2, switch 251', async (t) => {
+    const { summary, ref } = await compareArrangement(
+      { steps: 4, mode: 2, switchT: 251, kBase: 1, kOther: 1, blend: 'argmax', batch: 1, scheduler: 'base', third: true },
+      'three-argmax',
+    );
+    // Each of the three models wins pixels at some fused step.
+    const won = new Set(ref.records.filter((r) => r.fused).flatMap((r) => Array.from(r.mask!)));
+    assert.deepEqual([...won].sort(), [0, 1, 2]);
+    t.diagnostic(summary);
+  });
+
+  test('three models, soft: weights s_k / Σ s over all three; N = 4, mode 2, switch 251', async (t) => {
+    t.diagnostic(
+      (await compareArrangement({ steps: 4, mode: 2, switchT: 251, kBase: 1, kOther: 1, blend: 'soft', batch: 1, scheduler: 'base', third: true }, 'three-soft')).summary,
     );
   });
 

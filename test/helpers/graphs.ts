@@ -55,6 +55,8 @@ export interface SnbGraphOptions {
   readonly steps: number;
   /** Also save the starting latent as xT.npy. */
   readonly saveStart?: boolean;
+  /** A third model blended in as BlendNoise.c, its saliency (k = kOther) against the base model's uncond. */
+  readonly third?: { readonly model: string; readonly prompt: string };
 }
 
 /**
@@ -82,10 +84,21 @@ export function snbGraph(o: SnbGraphOptions): Graph {
       eps_other: { type: 'PredictNoise', params: { guidance_scale: guidance }, inputs: { model: model('other'), positive: out('p_other', 'cond'), negative: out('uncond', 'cond') } },
       sal_base: { type: 'SaliencyMask', params: { k: o.kBase ?? 1 }, inputs: { noise: baseNoise } },
       sal_other: { type: 'SaliencyMask', params: { k: o.kOther ?? 1 }, inputs: { noise: out('eps_other', 'noise'), uncond_from: baseNoise } },
+      ...(o.third
+        ? {
+            third: { type: 'LoadModel', params: { path: o.third.model, provider: 'cpu' } },
+            p_third: { type: 'EncodePrompt', params: { text: o.third.prompt }, inputs: { model: model('base') } },
+            eps_third: { type: 'PredictNoise', params: { guidance_scale: guidance }, inputs: { model: model('third'), positive: out('p_third', 'cond'), negative: out('uncond', 'cond') } },
+            sal_third: { type: 'SaliencyMask', params: { k: o.kOther ?? 1 }, inputs: { noise: out('eps_third', 'noise'), uncond_from: baseNoise } },
+          }
+        : {}),
       snb: {
         type: 'BlendNoise',
         params: { mode: o.blend ?? 'argmax' },
-        inputs: { a: baseNoise, b: out('eps_other', 'noise'), saliency_a: out('sal_base', 'saliency'), saliency_b: out('sal_other', 'saliency') },
+        inputs: {
+          a: baseNoise, b: out('eps_other', 'noise'), saliency_a: out('sal_base', 'saliency'), saliency_b: out('sal_other', 'saliency'),
+          ...(o.third ? { c: out('eps_third', 'noise'), saliency_c: out('sal_third', 'saliency') } : {}),
+        },
       },
       switch: {
         type: 'SwitchAtTimestep',

@@ -76,7 +76,7 @@ describe('blendArgmax', () => {
     const salA = hashArray(2 * HW, 4);
     const salB = hashArray(2 * HW, 5);
     const out = new Float32Array(N);
-    const took = blendArgmax(out, a, b, salA, salB, shape);
+    const took = blendArgmax(out, [a, b], [salA, salB], shape)[1]!;
     let expectedTook = 0;
     for (let s = 0; s < 2; s++) {
       for (let p = 0; p < HW; p++) {
@@ -96,7 +96,7 @@ describe('blendArgmax', () => {
     const { a, b } = pair();
     const sal = hashArray(2 * HW, 6);
     const out = new Float32Array(N);
-    assert.equal(blendArgmax(out, a, b, sal, sal.slice(), shape), 0);
+    assert.deepEqual(blendArgmax(out, [a, b], [sal, sal.slice()], shape), [2 * HW, 0]);
     assert.deepEqual(out, a);
   });
 
@@ -107,7 +107,7 @@ describe('blendArgmax', () => {
     salB[7] = Math.fround(0.25 + 2 ** -25); // the next float32 above 0.25
     salB[HW + 3] = Number.NaN;
     const out = new Float32Array(N);
-    assert.equal(blendArgmax(out, a, b, salA, salB, shape), 1);
+    assert.equal(blendArgmax(out, [a, b], [salA, salB], shape)[1], 1);
     for (let c = 0; c < 3; c++) {
       assert.equal(out[c * HW + 7], b[c * HW + 7]);
       assert.equal(out[(3 + c) * HW + 3], a[(3 + c) * HW + 3]);
@@ -119,21 +119,21 @@ describe('blendArgmax', () => {
     const salA = hashArray(2 * HW, 4);
     const salB = hashArray(2 * HW, 5);
     const expected = new Float32Array(N);
-    const took = blendArgmax(expected, a, b, salA, salB, shape);
+    const took = blendArgmax(expected, [a, b], [salA, salB], shape);
     const intoA = a.slice();
-    assert.equal(blendArgmax(intoA, intoA, b, salA, salB, shape), took);
+    assert.deepEqual(blendArgmax(intoA, [intoA, b], [salA, salB], shape), took);
     assert.deepEqual(intoA, expected);
     const intoB = b.slice();
-    assert.equal(blendArgmax(intoB, a, intoB, salA, salB, shape), took);
+    assert.deepEqual(blendArgmax(intoB, [a, intoB], [salA, salB], shape), took);
     assert.deepEqual(intoB, expected);
   });
 
   it('rejects buffers that do not match the shape', () => {
     const { a, b } = pair();
     const sal = new Float32Array(2 * HW);
-    assert.throws(() => blendArgmax(new Float32Array(N), a, b, sal, new Float32Array(HW), shape), RangeError);
-    assert.throws(() => blendArgmax(new Float32Array(N - 1), a, b, sal, sal, shape), RangeError);
-    assert.throws(() => blendArgmax(new Float32Array(N), a.subarray(1), b, sal, sal, shape), RangeError);
+    assert.throws(() => blendArgmax(new Float32Array(N), [a, b], [sal, new Float32Array(HW)], shape), RangeError);
+    assert.throws(() => blendArgmax(new Float32Array(N - 1), [a, b], [sal, sal], shape), RangeError);
+    assert.throws(() => blendArgmax(new Float32Array(N), [a.subarray(1), b], [sal, sal], shape), RangeError);
   });
 });
 
@@ -143,7 +143,7 @@ describe('blendSoft', () => {
     const salA = hashArray(2 * HW, 4).map(Math.abs);
     const salB = hashArray(2 * HW, 5).map(Math.abs);
     const out = new Float32Array(N);
-    blendSoft(out, a, b, salA, salB, shape);
+    blendSoft(out, [a, b], [salA, salB], shape);
     for (let s = 0; s < 2; s++) {
       for (let p = 0; p < HW; p++) {
         const sa = salA[s * HW + p]!;
@@ -169,7 +169,7 @@ describe('blendSoft', () => {
     salB[3] = 2; // w = 0.5
     // pixel 4 onwards: both 0, w = 0.5
     const out = new Float32Array(N);
-    blendSoft(out, a, b, salA, salB, shape);
+    blendSoft(out, [a, b], [salA, salB], shape);
     for (let c = 0; c < 3; c++) {
       const at = (p: number): number => (c * HW) + p;
       assert.equal(out[at(0)], a[at(0)]);
@@ -187,7 +187,7 @@ describe('blendSoft', () => {
     const salA = hashArray(2 * HW, 4).map(Math.abs);
     const salB = hashArray(2 * HW, 5).map(Math.abs);
     const soft = new Float32Array(N);
-    blendSoft(soft, a, b, salA, salB, shape);
+    blendSoft(soft, [a, b], [salA, salB], shape);
     for (let s = 0; s < 2; s++) {
       for (let p = 0; p < HW; p++) {
         const i = s * 3 * HW + p;
@@ -196,12 +196,64 @@ describe('blendSoft', () => {
       }
     }
     const intoA = a.slice();
-    blendSoft(intoA, intoA, b, salA, salB, shape);
+    blendSoft(intoA, [intoA, b], [salA, salB], shape);
     assert.deepEqual(intoA, soft);
   });
 
   it('rejects buffers that do not match the shape', () => {
     const { a, b } = pair();
-    assert.throws(() => blendSoft(new Float32Array(N), a, b, new Float32Array(HW), new Float32Array(2 * HW), shape), RangeError);
+    assert.throws(() => blendSoft(new Float32Array(N), [a, b], [new Float32Array(HW), new Float32Array(2 * HW)], shape), RangeError);
+  });
+});
+
+describe('blending 3 and 4 inputs', () => {
+  /** The per-pixel rule written plainly: argmax with ties to the earliest, or weights s_k / Σ s. */
+  function reference(noises: Float32Array[], sals: Float32Array[], mode: 'argmax' | 'soft'): Float32Array {
+    const out = new Float32Array(N);
+    for (let s = 0; s < 2; s++) {
+      for (let p = 0; p < HW; p++) {
+        const v = sals.map((m) => m[s * HW + p]!);
+        const max = Math.max(...v);
+        const total = v.reduce((x, y) => x + y, 0);
+        for (let c = 0; c < 3; c++) {
+          const i = (s * 3 + c) * HW + p;
+          out[i] = mode === 'argmax' ? noises[v.indexOf(max)]![i]! : noises.reduce((acc, x, k) => acc + (v[k]! / total) * x[i]!, 0);
+        }
+      }
+    }
+    return out;
+  }
+
+  it('argmax takes the most salient input per pixel, ties to the earliest, and counts each input', () => {
+    for (const k of [3, 4]) {
+      const noises = Array.from({ length: k }, (_, j) => hashArray(N, 20 + j));
+      // Saliencies quantised to a few levels so that ties occur.
+      const sals = Array.from({ length: k }, (_, j) => hashArray(2 * HW, 40 + j).map((x) => Math.round(x * 3) / 3));
+      const out = new Float32Array(N);
+      const took = blendArgmax(out, noises, sals, shape);
+      assert.deepEqual(out, reference(noises, sals, 'argmax'));
+      assert.equal(took.reduce((x, y) => x + y, 0), 2 * HW);
+      assert.ok(took.every((t) => t > 0), `every input wins somewhere: ${took}`);
+    }
+  });
+
+  it('soft weights are normalised over all inputs (within float32 rounding of the reference)', () => {
+    const noises = Array.from({ length: 4 }, (_, j) => hashArray(N, 60 + j));
+    const sals = Array.from({ length: 4 }, (_, j) => hashArray(2 * HW, 70 + j).map((x) => Math.abs(x) + 0.01));
+    const out = new Float32Array(N);
+    blendSoft(out, noises, sals, shape);
+    const ref = reference(noises, sals, 'soft');
+    for (let i = 0; i < N; i++) assert.ok(Math.abs(out[i]! - ref[i]!) <= 1e-6 * (1 + Math.abs(ref[i]!)), `${i}`);
+    // All-zero saliencies: equal weights.
+    const zero = Array.from({ length: 3 }, () => new Float32Array(2 * HW));
+    blendSoft(out.subarray(0, N), noises.slice(0, 3), zero, shape);
+    assert.ok(Math.abs(out[5]! - (noises[0]![5]! + noises[1]![5]! + noises[2]![5]!) / 3) < 1e-6);
+  });
+
+  it('rejects fewer than two inputs or a missing saliency', () => {
+    const a = hashArray(N, 1);
+    const sal = hashArray(2 * HW, 2);
+    assert.throws(() => blendArgmax(new Float32Array(N), [a], [sal], shape), /2 or more/);
+    assert.throws(() => blendSoft(new Float32Array(N), [a, a, a], [sal, sal], shape), /one saliency each/);
   });
 });

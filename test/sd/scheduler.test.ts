@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DDIMSchedule, parseSchedulerConfig, scheduleReport, SchedulerConfigSchema } from '../../server/sd/scheduler.js';
 import { SD1_SCHEDULER_CONFIG } from '../../tools/tiny-models/make-tiny-model.js';
+import { TORCH_SCHEDULES } from '../helpers/torch-schedules.js';
 
-// Reference numbers come from numpy 2.4 (float32 emulation of diffusers' torch ops, and the docs' tables); they are
-// hard-coded so CI needs no Python.
+// ᾱ reference values are PyTorch's own (test/fixtures/torch-schedules.json); the rest come from the docs' tables and
+// numpy; all are committed so CI needs no Python.
 
 /** runwayml/stable-diffusion-v1-5 scheduler/scheduler_config.json as shipped (PNDM class, old clip/offset values). */
 // The SD 1.x scheduler_config.json that the tiny test models ship.
@@ -55,36 +56,25 @@ test('SD1, N=100: timesteps 991..1 and final step to ᾱ_0', () => {
   assert.equal(s.alphaAt(0), s.alphasCumprod[991]);
 });
 
-test('alphas_cumprod: torch float32 emulation, exact against numpy emulation', () => {
+test('alphas_cumprod is torch\'s, bit for bit, for every beta schedule (fixture from PyTorch itself)', () => {
+  for (const [name, ref] of Object.entries(TORCH_SCHEDULES)) {
+    assert.deepEqual(new DDIMSchedule(parseSchedulerConfig(ref.config, false), 1).alphasCumprod, ref.alphas_cumprod, name);
+  }
   const a = new DDIMSchedule(sd1, 50).alphasCumprod;
-  const exact: [number, number][] = [
-    [0, 0.9991499781608582], [1, 0.9982960224151611], [21, 0.9803807139396667], [501, 0.2749989330768585],
-    [601, 0.15981633961200714], [851, 0.02307695895433426], [961, 0.007281715516000986],
-    [981, 0.005775490775704384], [991, 0.005130058154463768], [999, 0.004660091362893581],
-  ];
-  for (const [i, e] of exact) assert.equal(a[i], e, `ᾱ[${i}]`);
+  // torch 1.13 prints these for torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
+  assert.equal(a[0], 0.9991499781608582);
+  assert.equal(a[601], TORCH_SCHEDULES.sd1!.alphas_cumprod[601]);
 
-  // MagicFusion / CompVis check values are float64 schedules printed to 8 decimals; the float32 emulation differs
-  // from float64 by at most 1.63e-6 relative (docs §2.2), plus the 5e-9 print rounding.
+  // MagicFusion / CompVis check values are float64 schedules printed to 8 decimals; torch's differs from float64 only
+  // through the float32 betas and output rounding (docs §2.2), plus the 5e-9 print rounding.
   const magic: [number, number][] = [[1, 0.99829602], [601, 0.15981644], [851, 0.02307699], [991, 0.00513007]];
   for (const [i, e] of magic) {
     assert.ok(Math.abs(a[i]! - e) <= 1.7e-6 * e + 5e-9, `ᾱ[${i}] = ${a[i]} vs ${e}`);
   }
-});
-
-test('other beta schedules and zero-terminal-SNR rescale (exact vs numpy float32 emulation)', () => {
-  const lin = new DDIMSchedule(parseSchedulerConfig({}), 10).alphasCumprod;
-  assert.deepEqual([lin[0], lin[500], lin[999]], [0.9998999834060669, 0.07779666036367416, 4.035832535009831e-5]);
-  const cos = new DDIMSchedule(parseSchedulerConfig({ beta_schedule: 'squaredcos_cap_v2' }), 10).alphasCumprod;
-  assert.deepEqual([cos[0], cos[500], cos[999]], [0.9999586939811707, 0.4922846853733063, 2.4287329924987944e-9]);
-  const rs = new DDIMSchedule(parseSchedulerConfig({ ...SD1_JSON, rescale_betas_zero_snr: true }), 10).alphasCumprod;
-  assert.deepEqual(
-    [rs[0], rs[1], rs[500], rs[998], rs[999]],
-    [0.9991498589515686, 0.9982333779335022, 0.24101866781711578, 1.967821390280733e-7, 0],
-  );
   const trained = new DDIMSchedule(parseSchedulerConfig({ num_train_timesteps: 3, trained_betas: [0.1, 0.2, 0.5] }), 1);
-  assert.deepEqual(Array.from(trained.alphasCumprod), [Math.fround(0.9), Math.fround(Math.fround(0.9) * Math.fround(0.8)),
-    Math.fround(Math.fround(Math.fround(0.9) * Math.fround(0.8)) * 0.5)]);
+  // float64 running product of the float32 alphas, each output rounded once
+  const al = [Math.fround(0.9), Math.fround(0.8), 0.5];
+  assert.deepEqual(Array.from(trained.alphasCumprod), [Math.fround(al[0]!), Math.fround(al[0]! * al[1]!), Math.fround(al[0]! * al[1]! * al[2]!)]);
 });
 
 test('N=50 worked example: leading, trailing, linspace timesteps', () => {
@@ -261,7 +251,7 @@ test('scheduleReport shape', () => {
   assert.deepEqual(r.timesteps, [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
   assert.equal(r.alphas_cumprod.length, 10);
   assert.equal(r.prev_alphas_cumprod.length, 10);
-  assert.equal(r.alphas_cumprod[3], 0.15981633961200714);
+  assert.equal(r.alphas_cumprod[3], TORCH_SCHEDULES.sd1!.alphas_cumprod[601]);
   assert.equal(r.prev_alphas_cumprod[9], 0.9991499781608582);
   assert.equal(r.prev_alphas_cumprod[0], r.alphas_cumprod[1]);
   assert.ok(r.alphas_cumprod.every((v) => typeof v === 'number'));
