@@ -71,7 +71,8 @@ export type GraphIssueCode =
   | 'param_range'
   | 'unknown_param'
   | 'path_escape'
-  | 'no_output_node';
+  | 'no_output_node'
+  | 'too_large';
 
 /**
  * Parses untrusted JSON into a graph v1 shape. Structural problems come back as issues (all of them);

@@ -11,6 +11,7 @@ import type { NodeCache } from './cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from './errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
 import { planExecution, resolveParams } from './plan.js';
+import { preflightGraph } from './preflight.js';
 import { redactPaths } from './redact.js';
 import type { StepGate } from './step-gate.js';
 import { validateGraph } from './validate.js';
@@ -37,6 +38,9 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
   if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);
   const graph = checked.graph;
   const roots = { models: path.resolve(options.roots.models), input: path.resolve(options.roots.input), output: path.resolve(options.roots.output) };
+  // Sizes and steps against the models' metadata (the server already checked these, and memory, at admission).
+  const preflight = await preflightGraph(graph, { roots });
+  if (preflight.length) throw new GraphValidationError(preflight);
   const signal = options.signal ?? new AbortController().signal;
   const emit = (e: ExecutionEvent): void => options.onEvent?.(e);
   const params = resolveParams(graph);

@@ -1,3 +1,4 @@
+import { freemem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isLoopbackHost } from './auth.js';
@@ -22,6 +23,11 @@ export interface ServerOptions {
   concurrency?: number;
   /** Byte budget of loaded model sessions. */
   maxModelMemory?: number;
+  /**
+   * Refuse (400 too_large) a run whose estimated peak memory exceeds this many bytes (docs/api.md, Admission
+   * control). Default half the RAM that was free when the server started.
+   */
+  maxRunMemory?: number;
   /** A preview every N sampling steps; 0 = none. Default 5. */
   previewEvery?: number;
   /** Largest JSON body, in body-parser syntax. Default 5mb. */
@@ -66,6 +72,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(concurrency) && concurrency >= 1, `concurrency must be an integer ≥ 1, got ${concurrency}`);
   const previewEvery = o.previewEvery ?? 5;
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
+  const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
+  check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
   if (o.maxModelMemory !== undefined) {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
@@ -81,6 +89,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     clientDir: resolve(o.clientDir ?? resolve(REPO_ROOT, 'dist/client')),
     concurrency,
     maxModelMemory: o.maxModelMemory,
+    maxRunMemory,
     previewEvery,
     bodyLimit: o.bodyLimit ?? '5mb',
     pngLimit: o.pngLimit ?? '20mb',

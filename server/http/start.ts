@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../engine/executor.js';
+import { preflightGraph } from '../engine/preflight.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../runtime/model-manager.js';
 import { createApp } from './app.js';
@@ -60,6 +61,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pngLimit: o.pngLimit,
     log: o.log,
     stepGate,
+    admit: (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }),
   });
   const server = createServer(app);
   const hub = new WsHub({ queue, token: o.token, log: o.log });

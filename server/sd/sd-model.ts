@@ -6,7 +6,7 @@ import { fromFloat16Array, toFloat16Array } from '../runtime/float16.js';
 import { SessionHost } from '../runtime/session-host.js';
 import type { PartMeta, Provider, ValueMeta, WireTensor } from '../runtime/wire.js';
 import type { ModelFolder, PartName } from './model-folder.js';
-import { ModelFolderError } from './model-folder.js';
+import { ModelFolderError, vaeFactorFromConfig } from './model-folder.js';
 import type { SchedulerConfig } from './scheduler.js';
 import { parseSchedulerConfig } from './scheduler.js';
 import { ClipTokenizer } from './tokenizer.js';
@@ -95,8 +95,7 @@ export class SdModel {
     const latentIn = findInput(vaeDecoder, 'latent_sample', folder.parts.vaeDecoder);
     const latentChannels =
       numericDim(sample, 1) ?? numberField(folder.unetConfig, 'in_channels') ?? numericDim(latentIn, 1) ?? numberField(folder.vaeConfig, 'latent_channels') ?? 4;
-    const blocks = folder.vaeConfig?.block_out_channels;
-    const vaeFactor = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : SdModel.factorFromShapes(vaeDecoder) ?? 8;
+    const vaeFactor = vaeFactorFromConfig(folder.vaeConfig) ?? SdModel.factorFromShapes(vaeDecoder) ?? 8;
     const dtypes: Record<string, string> = {};
     for (const [part, meta] of Object.entries(parts)) for (const i of meta.inputs) dtypes[`${part}.${i.name}`] = i.type;
     return {
