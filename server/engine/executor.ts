@@ -12,7 +12,6 @@ import { GraphValidationError, NodeExecutionError, RunCancelledError } from './e
 import type { ExecutionEvent, OutputFile, RunResult } from './events.js';
 import { planExecution, resolveParams } from './plan.js';
 import { preflightGraph } from './preflight.js';
-import { redactPaths } from './redact.js';
 import type { StepGate } from './step-gate.js';
 import { validateGraph } from './validate.js';
 
@@ -77,7 +76,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
     gateStep: async (step, steps) => {
       await options.stepGate?.pass({ node: id, step, steps }, signal);
     },
-    error: (message, field) => new NodeExecutionError(id, nodeType, redactPaths(message, roots), undefined, field),
+    error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
   });
 
   try {
@@ -121,7 +120,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
       try {
         result = (await impl.run(inputs as never, params[id] as never, ctx)) as Record<string, unknown>;
       } catch (err) {
-        throw wrapError(err, id, node.type, roots);
+        throw signal.aborted ? new RunCancelledError() : wrapError(err, id, node.type);
       }
       const files = outputs.slice(before);
       if (def.output) {
@@ -150,12 +149,12 @@ function perStepFunction(
   params: Record<string, unknown>,
   ctx: RunContext,
 ): (step: StepContext) => Promise<unknown> {
-  const roots = ctx.roots;
   return (step) => {
     let pending = step.memo.get(id);
     if (!pending) {
       pending = impl.evaluate(step, inputs as never, params as never, ctx).catch((err: unknown) => {
-        throw wrapError(err, id, nodeType, roots);
+        // A call abandoned because the run was cancelled (SessionHost) is the cancellation, not a failure.
+        throw ctx.signal.aborted ? new RunCancelledError() : wrapError(err, id, nodeType);
       });
       step.memo.set(id, pending);
     }
@@ -163,11 +162,11 @@ function perStepFunction(
   };
 }
 
-/** A node's unexpected exception as a NodeExecutionError: its message with server paths made relative, the original kept as the cause. */
-function wrapError(err: unknown, id: string, nodeType: string, roots: RunContext['roots']): Error {
+/** A node's unexpected exception as a NodeExecutionError, the original kept as the cause (for the server log). */
+function wrapError(err: unknown, id: string, nodeType: string): Error {
   if (err instanceof NodeExecutionError || err instanceof RunCancelledError) return err;
   const e = err as Error & { file?: string };
-  return new NodeExecutionError(id, nodeType, redactPaths(e.message ?? String(err), roots), err, e.file ? 'params.path' : undefined);
+  return new NodeExecutionError(id, nodeType, e.message ?? String(err), err, e.file ? 'params.path' : undefined);
 }
 
 function hashSignature(type: string, params: Record<string, unknown>, upstream: [string, string, string][], salt: string): string {

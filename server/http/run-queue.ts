@@ -20,6 +20,8 @@ export interface RunQueueOptions {
   /** A run that was running when the server stopped this many times is failed instead of retried (crash loops). */
   readonly maxAttempts?: number;
   readonly log: (message: string, err?: unknown) => void;
+  /** Makes server paths in error messages relative before they reach clients. */
+  readonly redact: (text: string) => string;
 }
 
 export type CancelOutcome =
@@ -56,7 +58,10 @@ export class RunQueue {
     const failed: string[] = [];
     const maxAttempts = this.opts.maxAttempts ?? 3;
     for (const run of this.opts.store.withStatus('running')) {
-      if (run.attempts >= maxAttempts) {
+      if (run.cancel_requested) {
+        // Cancelled while it ran, then the server died before the run noticed: it ends cancelled, never re-runs.
+        this.opts.store.markFinished(run.id, { status: 'cancelled', finished_at: Date.now(), node_states: run.node_states });
+      } else if (run.attempts >= maxAttempts) {
         this.opts.store.markFinished(run.id, {
           status: 'error',
           finished_at: Date.now(),
@@ -90,6 +95,7 @@ export class RunQueue {
   cancel(id: string): CancelOutcome {
     const live = this.live.get(id);
     if (live) {
+      this.opts.store.markCancelRequested(id);
       live.cancelRequested = true;
       live.controller.abort();
       return { outcome: 'cancelling', run: this.summaryOf(id)! };
@@ -261,7 +267,7 @@ export class RunQueue {
       }
       return;
     }
-    const error = toRunError(err);
+    const error = toRunError(err, this.opts.redact);
     // The full exception (stack, absolute paths) goes to the server log only; the client gets toRunError's view.
     if (error.node === null) this.opts.log(`run ${live.id} failed outside any node`, err);
     else if (err instanceof Error && err.cause !== undefined) this.opts.log(`run ${live.id} failed at node "${error.node}"`, err.cause);

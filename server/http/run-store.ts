@@ -8,6 +8,8 @@ import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings }
 export interface StoredRunMeta extends RunRecord {
   readonly seq: number;
   readonly attempts: number;
+  /** A DELETE arrived while it ran; recorded before the 202, so a restart ends it cancelled instead of re-running it. */
+  readonly cancel_requested: boolean;
 }
 
 export interface StoredRun extends StoredRunMeta {
@@ -23,6 +25,7 @@ interface MetaRow {
   started_at: number | null;
   finished_at: number | null;
   attempts: number;
+  cancel_requested: number;
   outputs: string | null;
   error: string | null;
   timings: string | null;
@@ -42,7 +45,7 @@ export interface RunFinish {
   readonly node_states?: Readonly<Record<string, NodeState>>;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 // `seq` is the queue order; `id` is what clients see. Graphs are stored whole so a restart can re-run them.
 const SCHEMA = `
@@ -59,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
   outputs     TEXT,
   error       TEXT,
   timings     TEXT,
-  node_states TEXT
+  node_states TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_client ON runs (client_id, seq);
@@ -67,7 +71,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 // Lists leave the graph out: it is the large column, and parsing hundreds of them would make every listing slow.
-const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, outputs, error, timings, node_states';
+const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, cancel_requested, outputs, error, timings, node_states';
 
 function decodeMeta(row: MetaRow): StoredRunMeta {
   return {
@@ -79,6 +83,7 @@ function decodeMeta(row: MetaRow): StoredRunMeta {
     started_at: row.started_at,
     finished_at: row.finished_at,
     attempts: row.attempts,
+    cancel_requested: row.cancel_requested === 1,
     outputs: row.outputs ? (JSON.parse(row.outputs) as RunOutput[]) : [],
     error: row.error ? (JSON.parse(row.error) as RunError) : null,
     timings: row.timings ? (JSON.parse(row.timings) as RunTimings) : null,
@@ -107,6 +112,8 @@ export class RunStore {
       throw new Error(`the database in ${dataDir} was written by a newer FuseGraph (schema ${version}); update FuseGraph`);
     }
     this.db.exec(SCHEMA);
+    // Schema 1 had no cancel_requested column (a fresh database gets it from SCHEMA).
+    if (version === 1) this.db.exec('ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0');
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
@@ -192,6 +199,11 @@ export class RunStore {
         id,
       );
     return info.changes > 0;
+  }
+
+  /** Durable before the DELETE is answered: SQLite has the row when the 202 leaves. */
+  markCancelRequested(id: string): void {
+    this.db.prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')").run(id);
   }
 
   requeue(id: string): void {

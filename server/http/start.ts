@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../engine/executor.js';
 import { preflightGraph } from '../engine/preflight.js';
+import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../runtime/model-manager.js';
 import { createApp } from './app.js';
@@ -47,6 +48,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     concurrency: o.concurrency,
     log: o.log,
+    redact: (text) => redactPaths(text, roots),
     execute: (graph, ctx) =>
       executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });

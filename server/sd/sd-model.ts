@@ -136,9 +136,10 @@ export class SdModel {
 
   /**
    * One UNet call on a batch: sample [N,C,h,w], one timestep for all rows, conditioning [N,77,hidden]. The
-   * conditioning's array must not be modified afterwards: the worker keeps it for later calls.
+   * conditioning's array must not be modified afterwards: the worker keeps it for later calls. When `signal` is
+   * aborted during the call, the call is abandoned at once (SessionCallAborted; see SessionHost).
    */
-  async predict(sample: Tensor32, t: number, context: Tensor32): Promise<Float32Array> {
+  async predict(sample: Tensor32, t: number, context: Tensor32, signal?: AbortSignal): Promise<Float32Array> {
     const unet = this.info.parts.unet;
     const sampleMeta = findInput(unet, 'sample', this.folder.parts.unet);
     const tMeta = findInput(unet, 'timestep', this.folder.parts.unet);
@@ -161,6 +162,7 @@ export class SdModel {
       { sample: sampleFeed, timestep, encoder_hidden_states: this.host.keep(context.data, () => floatFeed(ehsMeta, context)) },
       [outName],
       [sampleFeed.data.buffer as ArrayBuffer, timestep.data.buffer as ArrayBuffer],
+      signal,
     );
     return toFloat32(out[outName]!).data;
   }
