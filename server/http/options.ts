@@ -28,6 +28,8 @@ export interface ServerOptions {
    * control). Default half the RAM that was free when the server started.
    */
   maxRunMemory?: number;
+  /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
+  maxCacheMemory?: number;
   /** A preview every N sampling steps; 0 = none. Default 5. */
   previewEvery?: number;
   /** Largest JSON body, in body-parser syntax. Default 5mb. */
@@ -43,8 +45,8 @@ export interface ServerOptions {
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -74,6 +76,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
   const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
   check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
+  if (o.maxCacheMemory !== undefined) {
+    check(Number.isFinite(o.maxCacheMemory) && o.maxCacheMemory >= 0, `maxCacheMemory must be a number of bytes ≥ 0, got ${o.maxCacheMemory}`);
+  }
   if (o.maxModelMemory !== undefined) {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
@@ -90,6 +95,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     concurrency,
     maxModelMemory: o.maxModelMemory,
     maxRunMemory,
+    maxCacheMemory: o.maxCacheMemory,
     previewEvery,
     bodyLimit: o.bodyLimit ?? '5mb',
     pngLimit: o.pngLimit ?? '20mb',

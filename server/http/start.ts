@@ -41,7 +41,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new RunStore(o.dataDir);
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
   const models = new ModelManager(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {});
-  const cache = new NodeCache();
+  const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
   const stepGate = o.testHooks ? new StepGate() : undefined;
   const queue = new RunQueue({
