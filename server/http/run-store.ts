@@ -206,9 +206,58 @@ export class RunStore {
     this.db.prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')").run(id);
   }
 
+  /** Re-queues a run from scratch; the outputs of its interrupted attempt are forgotten (the caller removes the files). */
   requeue(id: string): void {
-    this.db.prepare("UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ?").run(id);
+    this.db.prepare("UPDATE runs SET status = 'queued', started_at = NULL, outputs = NULL WHERE id = ?").run(id);
   }
+
+  /** The files a running run has written so far, stored as they appear: a crash cannot leave them unaccounted for. */
+  recordOutputs(id: string, outputs: readonly RunOutput[]): void {
+    this.db.prepare("UPDATE runs SET outputs = ? WHERE id = ? AND status = 'running'").run(JSON.stringify(outputs), id);
+  }
+
+  /** Of `names`, those that no run other than `except` lists among its outputs (a cached output node re-lists files). */
+  unreferenced(names: readonly string[], except: readonly string[]): string[] {
+    if (!names.length) return [];
+    const held = this.db.prepare(
+      `SELECT 1 FROM runs, json_each(runs.outputs) AS o
+       WHERE runs.outputs IS NOT NULL AND json_extract(o.value, '$.name') = ? AND runs.id NOT IN (SELECT value FROM json_each(?)) LIMIT 1`,
+    );
+    const exceptJson = JSON.stringify(except);
+    return [...new Set(names)].filter((n) => held.get(n, exceptJson) === undefined);
+  }
+
+  /** Queued and running runs of one client (null: runs submitted without a client id). */
+  activeCount(clientId: string | null): number {
+    const sql = `SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND client_id ${clientId === null ? 'IS NULL' : '= ?'}`;
+    const stmt = this.db.prepare(sql).pluck();
+    return (clientId === null ? stmt.get() : stmt.get(clientId)) as number;
+  }
+
+  /**
+   * Finished runs beyond the newest `keepRuns` or finished before `olderThan` (epoch ms), oldest first, at most
+   * `limit` of them: what retention removes.
+   */
+  expired(keepRuns: number | undefined, olderThan: number | undefined, limit: number): StoredRunMeta[] {
+    const finished = "status IN ('done', 'error', 'cancelled')";
+    const rows = this.db
+      .prepare(
+        `SELECT ${META_COLUMNS} FROM runs WHERE ${finished} AND (
+           (@keep IS NOT NULL AND seq NOT IN (SELECT seq FROM runs WHERE ${finished} ORDER BY seq DESC LIMIT @keep))
+           OR (@before IS NOT NULL AND finished_at < @before)
+         ) ORDER BY seq LIMIT @limit`,
+      )
+      .all({ keep: keepRuns ?? null, before: olderThan ?? null, limit });
+    return (rows as MetaRow[]).map(decodeMeta);
+  }
+
+  delete(ids: readonly string[]): void {
+    const stmt = this.db.prepare('DELETE FROM runs WHERE id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) stmt.run(id);
+    })();
+  }
+
 
   getSetting(key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;

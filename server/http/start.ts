@@ -1,4 +1,6 @@
 import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../engine/executor.js';
@@ -49,6 +51,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     concurrency: o.concurrency,
     log: o.log,
     redact: (text) => redactPaths(text, roots),
+    // Names come from the store, which only holds names the output nodes wrote: one plain segment each.
+    removeOutput: (name) => (path.basename(name) === name ? rm(path.join(o.outputRoot, name), { force: true }) : Promise.resolve()),
+    maxActivePerClient: o.maxQueuedPerClient,
+    keepRuns: o.keepRuns,
+    ...(o.keepDays !== undefined ? { keepDays: o.keepDays } : {}),
     execute: (graph, ctx) =>
       executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });

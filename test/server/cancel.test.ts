@@ -1,31 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
 import type { RunningServer } from '../../server/http/start.js';
-import { REPO_ROOT, txt2imgGraph } from '../helpers/graphs.js';
+import { txt2imgGraph } from '../helpers/graphs.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { TOKENIZER_FIXTURE } from '../helpers/graphs.js';
-import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
-
-/** `fusegraph serve` as a separate process (so it can be killed with SIGKILL), with test hooks, on a free port. */
-async function serveProcess(s: Sandbox): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [
-    path.join(REPO_ROOT, 'bin', 'fusegraph.js'), 'serve', '--port', '0', '--test-hooks',
-    '--models', s.modelsRoot, '--input', s.inputRoot, '--out', s.outputRoot, '--data', s.dataDir,
-  ], { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      err += String(d);
-      const m = /API on (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
-  });
-  return { url, child };
-}
+import { api, gate, gateWait, isTerminal, makeSandbox, serveProcess, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
 
 describe('cancel (issue 14, defect 2 and cancel inside a UNet call)', () => {
   let sandbox: Sandbox;
@@ -39,8 +20,7 @@ describe('cancel (issue 14, defect 2 and cancel inside a UNet call)', () => {
   });
 
   it('is durable: a run cancelled while running, then kill -9, ends cancelled after the restart and never runs again', async () => {
-    const { url, child } = await serveProcess(sandbox);
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const { url, child, exited } = await serveProcess(sandbox);
     let runId: string;
     try {
       await gate(url, { hold: true, release_steps: 1 });

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
 import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
-import type { RunQueue } from '../run-queue.js';
+import { QueueLimitError, type RunQueue } from '../run-queue.js';
 import { CLIENT_ID } from '../ws-frames.js';
 
 const SubmitBody = z.strictObject({
@@ -41,7 +41,13 @@ export function runsRoutes(queue: RunQueue, admit: (graph: Graph) => Promise<Gra
     if (validated.issues.length > 0 || validated.graph === null) throw refuse(validated.issues);
     const admission = await admit(validated.graph);
     if (admission.length) throw refuse(admission);
-    const queued = queue.submit(validated.graph, body.client_id ?? null);
+    let queued;
+    try {
+      queued = queue.submit(validated.graph, body.client_id ?? null);
+    } catch (err) {
+      if (err instanceof QueueLimitError) throw new HttpError(429, 'queue_full', err.message);
+      throw err;
+    }
     res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
   });
 
