@@ -1,7 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
 import { RunStore } from '../../server/http/run-store.js';
 import { api, gate, gateWait, isTerminal, makeSandbox, serveProcess, startIn, txt2img, WsClient } from './helpers.js';
