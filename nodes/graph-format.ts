@@ -110,7 +110,8 @@ export type GraphIssueCode =
   | 'path_escape'
   | 'no_output_node'
   | 'muted_input'
-  | 'bypass_type';
+  | 'bypass_type'
+  | 'too_large';
 
 /**
  * Parses untrusted JSON into the current graph shape, migrating older versions first (graph-migrations.ts), so
@@ -133,7 +134,7 @@ export function parseGraph(value: unknown): { graph: Graph; issues: [] } | { gra
   const reserved = reservedKeyIssues(value);
   const parsed = GraphSchema.safeParse(value);
   if (parsed.success && !reserved.length) return { graph: parsed.data, issues: [] };
-  return { graph: null, issues: [...reserved, ...(parsed.success ? [] : parsed.error.issues.map(zodIssueToGraphIssue))] };
+  return { graph: null, issues: [...reserved, ...(parsed.success ? [] : parsed.error.issues.flatMap(zodIssueToGraphIssues))] };
 }
 
 /**
@@ -160,17 +161,18 @@ function reservedKeyIssues(value: unknown): GraphIssue[] {
   return issues;
 }
 
-function zodIssueToGraphIssue(issue: z.core.$ZodIssue): GraphIssue {
+function zodIssueToGraphIssues(issue: z.core.$ZodIssue): GraphIssue[] {
   const path = issue.path.map(String);
   // nodes.<id>.<field>... names the node; everything else is a top-level field.
   const inNode = path[0] === 'nodes' && path.length >= 2;
   const node = inNode ? (path[1] ?? null) : null;
   const fieldPath = inNode ? path.slice(2) : path;
-  let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    // One issue per unknown key, each naming itself as the field.
+    return issue.keys.map((key) => ({ node, field: [...fieldPath, key].join('.'), code: 'format' as const, message: `unknown field "${key}"` }));
   }
-  return { node, field: fieldPath.length ? fieldPath.join('.') : null, code: 'format', message };
+  // An empty path is the graph value itself (not an object, say).
+  return [{ node, field: fieldPath.length ? fieldPath.join('.') : 'graph', code: 'format', message: issue.message }];
 }
 
 export function formatIssue(i: GraphIssue): string {

@@ -35,7 +35,8 @@ const COMMAND_USAGE: Record<string, string> = {
       --schedule: DDIM's timesteps and alphas_cumprod, torch's float32 values)
 `,
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
-        [--concurrency N] [--max-model-memory BYTES] [--data DIR] [--test-hooks]
+        [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
+        [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--data DIR] [--test-hooks]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md)
 `,
 };
@@ -141,7 +142,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data', 'test-hooks']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'test-hooks']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -160,6 +161,11 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
     concurrency: num('concurrency') ?? 1,
     maxModelMemory: num('max-model-memory'),
+    maxRunMemory: num('max-run-memory'),
+    maxCacheMemory: num('max-cache-memory'),
+    maxQueuedPerClient: num('max-queued-per-client'),
+    keepRuns: num('keep-runs'),
+    keepDays: num('keep-days'),
     ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
   });
   io.err.write(`FuseGraph editor and API on ${server.url}\n`);

@@ -10,8 +10,8 @@ export class GraphValidationError extends Error {
 }
 
 /**
- * A node failed while running. The message is what clients see (server paths already made relative by the
- * executor); `cause` keeps the original exception, with its stack, for the server log only.
+ * A node failed while running. `cause` keeps the original exception, with its stack, for the server log only;
+ * the server sends clients the message with its paths made relative (server/http/run-error.ts).
  */
 export class NodeExecutionError extends Error {
   constructor(

@@ -11,6 +11,7 @@ import type { NodeCache } from '../engine/cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../engine/errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from '../engine/events.js';
 import { planExecution, resolveParams } from '../engine/plan.js';
+import { preflightGraph } from '../execution/preflight.js';
 import { redactPaths } from '../engine/redact.js';
 import type { StepGate } from '../engine/step-gate.js';
 import { validateGraph } from '../engine/validate.js';
@@ -37,6 +38,9 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
   if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);
   const graph = checked.graph;
   const roots = { models: path.resolve(options.roots.models), input: path.resolve(options.roots.input), output: path.resolve(options.roots.output) };
+  // Sizes and steps against the models' metadata (the server already checked these, and memory, at admission).
+  const preflight = await preflightGraph(graph, { roots });
+  if (preflight.length) throw new GraphValidationError(preflight);
   const signal = options.signal ?? new AbortController().signal;
   const emit = (e: ExecutionEvent): void => options.onEvent?.(e);
   const params = resolveParams(graph);
@@ -73,7 +77,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
     gateStep: async (step, steps) => {
       await options.stepGate?.pass({ node: id, step, steps }, signal);
     },
-    error: (message, field) => new NodeExecutionError(id, nodeType, redactPaths(message, roots), undefined, field),
+    error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
   });
 
   try {
@@ -117,7 +121,7 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
       try {
         result = (await impl.run(inputs as never, params[id] as never, ctx)) as Record<string, unknown>;
       } catch (err) {
-        throw wrapError(err, id, node.type, roots);
+        throw signal.aborted ? new RunCancelledError() : wrapError(err, id, node.type);
       }
       const files = outputs.slice(before);
       if (def.output) {
@@ -146,12 +150,12 @@ function perStepFunction(
   params: Record<string, unknown>,
   ctx: RunContext,
 ): (step: StepContext) => Promise<unknown> {
-  const roots = ctx.roots;
   return (step) => {
     let pending = step.memo.get(id);
     if (!pending) {
       pending = impl.evaluate(step, inputs as never, params as never, ctx).catch((err: unknown) => {
-        throw wrapError(err, id, nodeType, roots);
+        // A call abandoned because the run was cancelled (SessionHost) is the cancellation, not a failure.
+        throw ctx.signal.aborted ? new RunCancelledError() : wrapError(err, id, nodeType);
       });
       step.memo.set(id, pending);
     }
@@ -159,11 +163,11 @@ function perStepFunction(
   };
 }
 
-/** A node's unexpected exception as a NodeExecutionError: its message with server paths made relative, the original kept as the cause. */
-function wrapError(err: unknown, id: string, nodeType: string, roots: RunContext['roots']): Error {
+/** A node's unexpected exception as a NodeExecutionError, the original kept as the cause (for the server log). */
+function wrapError(err: unknown, id: string, nodeType: string): Error {
   if (err instanceof NodeExecutionError || err instanceof RunCancelledError) return err;
   const e = err as Error & { file?: string };
-  return new NodeExecutionError(id, nodeType, redactPaths(e.message ?? String(err), roots), err, e.file ? 'params.path' : undefined);
+  return new NodeExecutionError(id, nodeType, e.message ?? String(err), err, e.file ? 'params.path' : undefined);
 }
 
 function hashSignature(type: string, params: Record<string, unknown>, upstream: [string, string, string][], salt: string): string {

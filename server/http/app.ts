@@ -12,6 +12,7 @@ import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
 import { testHookRoutes } from './routes/test-hooks.js';
 import type { StepGate } from '../engine/step-gate.js';
+import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import type { RunQueue } from '../services/run-queue.js';
 
 export interface AppDeps {
@@ -24,6 +25,8 @@ export interface AppDeps {
   readonly bodyLimit: string;
   readonly pngLimit: string;
   readonly log: (message: string, err?: unknown) => void;
+  /** Checks against the models' metadata and the memory budget, before a valid graph is queued. */
+  readonly admit: (graph: Graph) => Promise<GraphIssue[]>;
   /** Test-only step gate; its routes are mounted only when it is given. */
   readonly stepGate?: StepGate;
 }
@@ -43,7 +46,7 @@ export function createApp(deps: AppDeps): Express {
   api.use(express.json({ limit: deps.bodyLimit }));
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
-  api.use(runsRoutes(deps.queue));
+  api.use(runsRoutes(deps.queue, deps.admit));
   api.use(queueRoutes(deps.queue));
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));

@@ -1,3 +1,4 @@
+import { freemem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isLoopbackHost } from './auth.js';
@@ -22,6 +23,19 @@ export interface ServerOptions {
   concurrency?: number;
   /** Byte budget of loaded model sessions. */
   maxModelMemory?: number;
+  /**
+   * Refuse (400 too_large) a run whose estimated peak memory exceeds this many bytes (docs/api.md, Admission
+   * control). Default half the RAM that was free when the server started.
+   */
+  maxRunMemory?: number;
+  /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
+  maxCacheMemory?: number;
+  /** Queued plus running runs one client_id may have; more is a 429 queue_full. Default 100. */
+  maxQueuedPerClient?: number;
+  /** Keep the newest N finished runs (and their output files); older ones are deleted. Default 10,000. */
+  keepRuns?: number;
+  /** Also delete finished runs (and their output files) older than D days. Default: no age limit. */
+  keepDays?: number;
   /** A preview every N sampling steps; 0 = none. Default 5. */
   previewEvery?: number;
   /** Largest JSON body, in body-parser syntax. Default 5mb. */
@@ -37,8 +51,8 @@ export interface ServerOptions {
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -66,6 +80,16 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(concurrency) && concurrency >= 1, `concurrency must be an integer ≥ 1, got ${concurrency}`);
   const previewEvery = o.previewEvery ?? 5;
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
+  const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
+  check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
+  const maxQueuedPerClient = o.maxQueuedPerClient ?? 100;
+  check(Number.isInteger(maxQueuedPerClient) && maxQueuedPerClient >= 1, `maxQueuedPerClient must be an integer ≥ 1, got ${maxQueuedPerClient}`);
+  const keepRuns = o.keepRuns ?? 10_000;
+  check(Number.isInteger(keepRuns) && keepRuns >= 0, `keepRuns must be an integer ≥ 0, got ${keepRuns}`);
+  if (o.keepDays !== undefined) check(Number.isFinite(o.keepDays) && o.keepDays > 0, `keepDays must be a positive number, got ${o.keepDays}`);
+  if (o.maxCacheMemory !== undefined) {
+    check(Number.isFinite(o.maxCacheMemory) && o.maxCacheMemory >= 0, `maxCacheMemory must be a number of bytes ≥ 0, got ${o.maxCacheMemory}`);
+  }
   if (o.maxModelMemory !== undefined) {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
@@ -81,6 +105,11 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     clientDir: resolve(o.clientDir ?? resolve(REPO_ROOT, 'dist/client')),
     concurrency,
     maxModelMemory: o.maxModelMemory,
+    maxRunMemory,
+    maxCacheMemory: o.maxCacheMemory,
+    maxQueuedPerClient,
+    keepRuns,
+    keepDays: o.keepDays,
     previewEvery,
     bodyLimit: o.bodyLimit ?? '5mb',
     pngLimit: o.pngLimit ?? '20mb',

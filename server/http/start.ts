@@ -1,7 +1,11 @@
 import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../execution/executor.js';
+import { preflightGraph } from '../execution/preflight.js';
+import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../sd/model-manager.js';
 import { createApp } from './app.js';
@@ -39,13 +43,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new RunStore(o.dataDir);
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
   const models = new ModelManager(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {});
-  const cache = new NodeCache();
+  const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
   const stepGate = o.testHooks ? new StepGate() : undefined;
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
     log: o.log,
+    redact: (text) => redactPaths(text, roots),
+    // Names come from the store, which only holds names the output nodes wrote: one plain segment each.
+    removeOutput: (name) => (path.basename(name) === name ? rm(path.join(o.outputRoot, name), { force: true }) : Promise.resolve()),
+    maxActivePerClient: o.maxQueuedPerClient,
+    keepRuns: o.keepRuns,
+    ...(o.keepDays !== undefined ? { keepDays: o.keepDays } : {}),
     execute: (graph, ctx) =>
       executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });
@@ -60,6 +70,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pngLimit: o.pngLimit,
     log: o.log,
     stepGate,
+    admit: (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }),
   });
   const server = createServer(app);
   const hub = new WsHub({ queue, token: o.token, log: o.log });

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { originAllowed, requestHasToken } from './auth.js';
 import { ProgressThrottle } from './progress-throttle.js';
+import { rateLimitedLog } from './rate-limited-log.js';
 import type { RunQueue } from '../services/run-queue.js';
 import type { RunEvent, RunSummary } from '../../nodes/protocol.js';
 import { ClientIdSchema, parseClientFrame, type ClientFrame, type ServerFrame, type SnapshotRun } from '../../nodes/protocol.js';
@@ -40,8 +41,11 @@ export class WsHub {
   private readonly throttle: ProgressThrottle<RunEvent>;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
+  /** One line per refused client frame, rate-limited: a client's mistakes are not server bugs and need no stack. */
+  private readonly logRefused: (line: string) => void;
 
   constructor(private readonly opts: WsHubOptions) {
+    this.logRefused = rateLimitedLog((line) => opts.log(line));
     this.throttle = new ProgressThrottle(opts.progressIntervalMs ?? 100, (e) => this.broadcast(e));
     this.unsubscribe = opts.queue.subscribe((event, run) => this.onRunEvent(event, run.client_id));
     this.wss.on('error', (err) => opts.log('websocket server error', err));
@@ -86,7 +90,11 @@ export class WsHub {
     ws.on('pong', () => {
       client.alive = true;
     });
-    ws.on('error', (err) => this.opts.log('websocket error', err));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws reports a client's protocol violations (bad UTF-8, oversized or malformed frames) with WS_ERR_* codes.
+      if (err.code?.startsWith('WS_ERR_')) this.logRefused(`websocket frame refused (${err.code}): ${err.message}`);
+      else this.opts.log('websocket error', err);
+    });
     ws.on('close', () => this.clients.delete(client));
     ws.on('message', (data, isBinary) => this.onMessage(client, data, isBinary));
     // A reconnecting client gets back the runs it submitted under its client_id (A7.7).
@@ -96,10 +104,16 @@ export class WsHub {
   }
 
   private onMessage(client: Client, data: RawData, isBinary: boolean): void {
-    if (isBinary) return this.send(client, { type: 'error', message: 'binary frames are not accepted; send JSON text' });
+    if (isBinary) {
+      this.logRefused('websocket frame refused: binary');
+      return this.send(client, { type: 'error', message: 'binary frames are not accepted; send JSON text' });
+    }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
     const parsed = parseClientFrame(text);
-    if ('error' in parsed) return this.send(client, { type: 'error', message: parsed.error });
+    if ('error' in parsed) {
+      this.logRefused(`websocket frame refused: ${parsed.error.replaceAll('\n', ' ').slice(0, 200)}`);
+      return this.send(client, { type: 'error', message: parsed.error });
+    }
     this.apply(client, parsed.frame);
   }
 

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { uploadModels } from './upload-model.js';
 import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; signal: AbortSignal | undefined };
 
 /** Raised when the worker reports a failure; `file` names the model file when the failure was loading one. */
 export class SessionError extends Error {
@@ -10,6 +10,23 @@ export class SessionError extends Error {
     super(message);
     this.name = 'SessionError';
   }
+}
+
+/** A call abandoned because its caller's signal was aborted (its worker is retired; see SessionHost). */
+export class SessionCallAborted extends Error {
+  constructor() {
+    super('the call was cancelled');
+    this.name = 'SessionCallAborted';
+  }
+}
+
+/** One worker thread and the calls waiting on it. */
+interface Connection {
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+  dead: Error | null;
+  /** Retired on purpose to abandon a call: the next call starts a fresh worker. */
+  interrupted: boolean;
 }
 
 /**
@@ -24,56 +41,121 @@ const MAX_KEPT = 16;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** Main-thread handle on one session worker (see session-worker.js). */
+/** Request id of the close message sent to a retired worker. */
+const RETIRE_ID = 0;
+
+/**
+ * Main-thread handle on one session worker (see session-worker.js). session.run() cannot be interrupted in
+ * onnxruntime-node (RunOptions.terminate is only read when a run starts), and terminating a worker while a run is
+ * inside native code aborts the whole process when the run returns. So a call whose signal is aborted is
+ * abandoned: its promise rejects at once, the worker is retired (it closes its sessions and exits once the call
+ * it is computing returns), and the next call starts a new worker that reopens the sessions.
+ */
 export class SessionHost {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, Pending>();
+  private conn: Connection;
   private nextId = 1;
-  private dead: Error | null = null;
-  private readonly keptIds = new WeakMap<object, string>();
+  private keptIds = new WeakMap<object, string>();
   /** Keys the worker holds, least recently used first. */
   private readonly keptOrder: string[] = [];
   private nextKept = 1;
+  /** The open request, replayed when a new worker replaces an interrupted one. */
+  private openRequest: DistributiveOmit<WorkerRequest, 'id'> | null = null;
+  private reopening: Promise<unknown> | null = null;
 
   constructor() {
-    this.worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { gpuLock } });
-    const threadId = this.worker.threadId;
-    this.worker.unref();
-    this.worker.on('message', (res: WorkerResponse) => {
-      const p = this.pending.get(res.id);
+    this.conn = this.spawn();
+  }
+
+  private spawn(): Connection {
+    const worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { gpuLock } });
+    const conn: Connection = { worker, pending: new Map(), dead: null, interrupted: false };
+    const threadId = worker.threadId;
+    worker.unref();
+    worker.on('message', (res: WorkerResponse) => {
+      if (res.id === RETIRE_ID) {
+        void worker.terminate();
+        return;
+      }
+      const p = conn.pending.get(res.id);
       if (!p) return;
-      this.pending.delete(res.id);
+      conn.pending.delete(res.id);
       if (res.ok) p.resolve(res.result);
       else p.reject(new SessionError(res.error, res.file));
     });
     const fail = (err: Error): void => {
-      this.dead = err;
-      for (const p of this.pending.values()) p.reject(err);
-      this.pending.clear();
+      conn.dead ??= err;
+      for (const p of conn.pending.values()) p.reject(conn.dead);
+      conn.pending.clear();
     };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => {
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
       // A worker that ends while holding the WebGPU lock (terminated mid-call) must not block the others forever.
       if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
       fail(new SessionError(`session worker exited (code ${code})`));
     });
+    return conn;
   }
 
-  private call(req: DistributiveOmit<WorkerRequest, 'id'>, transfer: readonly ArrayBuffer[] = []): Promise<unknown> {
-    if (this.dead) return Promise.reject(this.dead);
+  /** The live connection; after an interruption, a new worker with the sessions reopened. */
+  private async connection(): Promise<Connection> {
+    if (this.conn.interrupted && !this.reopening && this.openRequest) {
+      const conn = this.spawn();
+      this.conn = conn;
+      this.reopening = this.send(conn, this.openRequest, [], undefined).finally(() => {
+        this.reopening = null;
+      });
+    }
+    if (this.reopening) await this.reopening;
+    return this.conn;
+  }
+
+  private send(conn: Connection, req: DistributiveOmit<WorkerRequest, 'id'>, transfer: readonly ArrayBuffer[], signal: AbortSignal | undefined): Promise<unknown> {
+    if (conn.dead) return Promise.reject(conn.dead);
+    if (signal?.aborted) return Promise.reject(new SessionCallAborted());
     const id = this.nextId++;
+    let onAbort: (() => void) | undefined;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.ref();
-      this.worker.postMessage({ ...req, id } as WorkerRequest, transfer);
+      conn.pending.set(id, { resolve, reject, signal });
+      if (signal) {
+        onAbort = () => this.abandon(conn);
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      conn.worker.ref();
+      conn.worker.postMessage({ ...req, id } as WorkerRequest, transfer);
     }).finally(() => {
-      if (this.pending.size === 0) this.worker.unref();
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+      // A retired worker stays referenced until it exits: a process that exited while it is still inside
+      // session.run() would abort.
+      if (conn.pending.size === 0 && !conn.interrupted) conn.worker.unref();
     });
+  }
+
+  /**
+   * Retires the worker when every call waiting on it was cancelled. A call of another run that shares this model
+   * keeps the worker in service (that run's cancel then lands at its next step).
+   */
+  private abandon(conn: Connection): void {
+    if (conn.dead || ![...conn.pending.values()].every((p) => p.signal?.aborted)) return;
+    conn.interrupted = true;
+    conn.dead = new SessionCallAborted();
+    for (const p of conn.pending.values()) p.reject(conn.dead);
+    conn.pending.clear();
+    // The new worker knows no kept tensors: they are sent again with their next use.
+    this.keptIds = new WeakMap();
+    this.keptOrder.length = 0;
+    // Handled after the call in progress returns; its answer ends the worker (see the message handler).
+    conn.worker.ref();
+    conn.worker.postMessage({ op: 'close', id: RETIRE_ID } as WorkerRequest);
+  }
+
+  private async call(req: DistributiveOmit<WorkerRequest, 'id'>, transfer: readonly ArrayBuffer[] = [], signal?: AbortSignal): Promise<unknown> {
+    return this.send(await this.connection(), req, transfer, signal);
   }
 
   open(parts: Record<string, string>, providers: readonly Provider[], threads: number): Promise<OpenResult> {
     const uploads = providers.includes('webgpu') ? uploadModels() : undefined;
-    return this.call({ op: 'open', parts, providers, threads, ...(uploads ? { uploads } : {}) }) as Promise<OpenResult>;
+    this.openRequest = { op: 'open', parts, providers, threads, ...(uploads ? { uploads } : {}) };
+    return this.call(this.openRequest) as Promise<OpenResult>;
   }
 
   /**
@@ -100,12 +182,20 @@ export class SessionHost {
    * copied (structured clone of a 128 KB latent costs more than the move; they are detached here afterwards).
    * The outputs always move back.
    */
-  run(part: string, feeds: Record<string, Feed>, fetch: readonly string[], transfer: readonly ArrayBuffer[] = []): Promise<Record<string, WireTensor>> {
-    return this.call({ op: 'run', part, feeds, fetch }, transfer) as Promise<Record<string, WireTensor>>;
+  run(
+    part: string,
+    feeds: Record<string, Feed>,
+    fetch: readonly string[],
+    transfer: readonly ArrayBuffer[] = [],
+    signal?: AbortSignal,
+  ): Promise<Record<string, WireTensor>> {
+    return this.call({ op: 'run', part, feeds, fetch }, transfer, signal) as Promise<Record<string, WireTensor>>;
   }
 
   async close(): Promise<void> {
-    if (!this.dead) await this.call({ op: 'close' }).catch(() => undefined);
-    await this.worker.terminate();
+    // A retired worker still computing ends on its own once its call returns.
+    const conn = this.conn;
+    if (!conn.dead) await this.send(conn, { op: 'close' }, [], undefined).catch(() => undefined);
+    await conn.worker.terminate();
   }
 }

@@ -75,6 +75,12 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolder> {
   };
 }
 
+/** The VAE's spatial factor from vae_decoder/config.json (2^(levels − 1), as diffusers computes it), or null. */
+export function vaeFactorFromConfig(vaeConfig: ModelFolder['vaeConfig']): number | null {
+  const blocks = vaeConfig?.block_out_channels;
+  return Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : null;
+}
+
 /** Model folders directly under the models root and one level deeper (e.g. models/demo/general). */
 export async function findModelFolders(root: string): Promise<string[]> {
   const found: string[] = [];

@@ -6,7 +6,7 @@ import { fromFloat16Array, toFloat16Array } from '../runtime/float16.js';
 import { SessionHost } from '../runtime/session-host.js';
 import type { PartMeta, Provider, ValueMeta, WireTensor } from '../runtime/wire.js';
 import type { ModelFolder, PartName } from './model-folder.js';
-import { ModelFolderError } from './model-folder.js';
+import { ModelFolderError, vaeFactorFromConfig } from './model-folder.js';
 import type { SchedulerConfig } from './scheduler.js';
 import { parseSchedulerConfig } from './scheduler.js';
 import { ClipTokenizer } from './tokenizer.js';
@@ -99,8 +99,7 @@ export class SdModel {
     const latentIn = findInput(vaeDecoder, 'latent_sample', folder.parts.vaeDecoder);
     const latentChannels =
       numericDim(sample, 1) ?? numberField(folder.unetConfig, 'in_channels') ?? numericDim(latentIn, 1) ?? numberField(folder.vaeConfig, 'latent_channels') ?? 4;
-    const blocks = folder.vaeConfig?.block_out_channels;
-    const vaeFactor = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : SdModel.factorFromShapes(vaeDecoder) ?? 8;
+    const vaeFactor = vaeFactorFromConfig(folder.vaeConfig) ?? SdModel.factorFromShapes(vaeDecoder) ?? 8;
     const dtypes: Record<string, string> = {};
     for (const [part, meta] of Object.entries(parts)) for (const i of meta.inputs) dtypes[`${part}.${i.name}`] = i.type;
     return {
@@ -141,9 +140,10 @@ export class SdModel {
 
   /**
    * One UNet call on a batch: sample [N,C,h,w], one timestep for all rows, conditioning [N,77,hidden]. The
-   * conditioning's array must not be modified afterwards: the worker keeps it for later calls.
+   * conditioning's array must not be modified afterwards: the worker keeps it for later calls. When `signal` is
+   * aborted during the call, the call is abandoned at once (SessionCallAborted; see SessionHost).
    */
-  async predict(sample: Tensor32, t: number, context: Tensor32): Promise<Float32Array> {
+  async predict(sample: Tensor32, t: number, context: Tensor32, signal?: AbortSignal): Promise<Float32Array> {
     const unet = this.info.parts.unet;
     const sampleMeta = findInput(unet, 'sample', this.folder.parts.unet);
     const tMeta = findInput(unet, 'timestep', this.folder.parts.unet);
@@ -168,6 +168,7 @@ export class SdModel {
       { sample: sampleFeed, timestep, encoder_hidden_states: this.host.keep(context.data, () => floatFeed(ehsMeta, context)) },
       [outName],
       [sampleFeed.data.buffer as ArrayBuffer, timestep.data.buffer as ArrayBuffer],
+      signal,
     );
     return toFloat32(out[outName]!).data;
   }

@@ -1,14 +1,17 @@
 import { GraphValidationError, NodeExecutionError } from '../engine/errors.js';
 import type { RunError } from '../../nodes/protocol.js';
 
-/** What a client learns about a failed run: the node, field and message, never a server stack trace or path. */
-export function toRunError(err: unknown): RunError {
+/**
+ * What a client learns about a failed run: the node, field and message, never a server stack trace or absolute
+ * path (`redact` makes them relative to their roots; see redactPaths).
+ */
+export function toRunError(err: unknown, redact: (text: string) => string): RunError {
   if (err instanceof NodeExecutionError) {
     return {
       node: err.node,
       node_type: err.nodeType,
       ...(err.field !== undefined ? { field: err.field } : {}),
-      message: err.message,
+      message: redact(err.message),
     };
   }
   if (err instanceof GraphValidationError) {

@@ -5,7 +5,7 @@ import type { ExecutionEvent, RunResult } from '../engine/events.js';
 import { LiveRun, toRunOutput } from './live-run.js';
 import { toRunError } from './run-error.js';
 import type { RunStore, StoredRunMeta } from './run-store.js';
-import type { RunDetail, RunEvent, RunSummary, RunTimings } from '../../nodes/protocol.js';
+import type { RunDetail, RunEvent, RunOutput, RunSummary, RunTimings } from '../../nodes/protocol.js';
 
 export type RunEventListener = (event: RunEvent, run: { readonly client_id: string | null }) => void;
 
@@ -22,6 +22,23 @@ export interface RunQueueOptions {
   /** A run that was running when the server stopped this many times is failed instead of retried (crash loops). */
   readonly maxAttempts?: number;
   readonly log: (message: string, err?: unknown) => void;
+  /** Makes server paths in error messages relative before they reach clients. */
+  readonly redact: (text: string) => string;
+  /** Deletes an output file (by name, in the output root) that no run refers to any more. */
+  readonly removeOutput: (name: string) => Promise<void>;
+  /** Queued plus running runs one client_id may have (runs without one share a count). Default 100. */
+  readonly maxActivePerClient?: number;
+  /** Retention: finished runs beyond the newest `keepRuns`, or finished more than `keepDays` ago, are deleted with their output files. */
+  readonly keepRuns?: number;
+  readonly keepDays?: number;
+}
+
+/** The client already has as many runs queued or running as the server allows. */
+export class QueueLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueueLimitError';
+  }
 }
 
 export type CancelOutcome =
@@ -58,7 +75,10 @@ export class RunQueue {
     const failed: string[] = [];
     const maxAttempts = this.opts.maxAttempts ?? 3;
     for (const run of this.opts.store.withStatus('running')) {
-      if (run.attempts >= maxAttempts) {
+      if (run.cancel_requested) {
+        // Cancelled while it ran, then the server died before the run noticed: it ends cancelled, never re-runs.
+        this.opts.store.markFinished(run.id, { status: 'cancelled', finished_at: Date.now(), node_states: run.node_states });
+      } else if (run.attempts >= maxAttempts) {
         this.opts.store.markFinished(run.id, {
           status: 'error',
           finished_at: Date.now(),
@@ -66,10 +86,11 @@ export class RunQueue {
         });
         failed.push(run.id);
       } else {
-        this.opts.store.requeue(run.id);
+        this.requeue(run.id, run.outputs);
         requeued.push(run.id);
       }
     }
+    this.retain();
     this.pump();
     return { requeued, failed };
   }
@@ -82,6 +103,13 @@ export class RunQueue {
   /** Queues a run at the back, or ahead of every queued run with `front` (ComfyUI's "queue front"). */
   submit(graph: Graph, clientId: string | null, opts: { readonly front?: boolean } = {}): { run_id: string; position: number } {
     if (this.closing) throw new Error('the server is shutting down');
+    const max = this.opts.maxActivePerClient ?? 100;
+    if (this.opts.store.activeCount(clientId) >= max) {
+      throw new QueueLimitError(
+        `${clientId === null ? 'runs without a client_id' : `client "${clientId}"`}: ${max} run${max === 1 ? '' : 's'} already queued or running, ` +
+          "the server's limit per client; wait for some to finish or cancel them",
+      );
+    }
     const id = randomUUID();
     this.opts.store.insert({ id, graph, client_id: clientId, created_at: Date.now() });
     if (opts.front && this.opts.store.moveToFront(id)) this.emitPositions(id);
@@ -118,6 +146,7 @@ export class RunQueue {
   cancel(id: string): CancelOutcome {
     const live = this.live.get(id);
     if (live) {
+      this.opts.store.markCancelRequested(id);
       live.cancelRequested = true;
       live.controller.abort();
       return { outcome: 'cancelling', run: this.summaryOf(id)! };
@@ -197,6 +226,35 @@ export class RunQueue {
     this.listeners.clear();
   }
 
+  /**
+   * Back to the queue, from scratch: the files its interrupted attempt wrote are removed (unless another run lists
+   * them, as a cached output node does), so the retry leaves no orphan and takes the same numbers again.
+   */
+  private requeue(id: string, outputs: readonly RunOutput[]): void {
+    const names = this.opts.store.unreferenced(outputs.map((o) => o.name), [id]);
+    this.opts.store.requeue(id);
+    this.removeFiles(names);
+  }
+
+  private removeFiles(names: readonly string[]): void {
+    for (const name of names) {
+      this.opts.removeOutput(name).catch((err: unknown) => this.opts.log(`could not remove output ${name}`, err));
+    }
+  }
+
+  /** Applies --keep-runs / --keep-days: deletes expired finished runs, then the files no remaining run lists. */
+  private retain(): void {
+    const { keepRuns, keepDays, store } = this.opts;
+    if (keepRuns === undefined && keepDays === undefined) return;
+    const olderThan = keepDays === undefined ? undefined : Date.now() - keepDays * 86_400_000;
+    for (;;) {
+      const expired = store.expired(keepRuns, olderThan, 500);
+      if (!expired.length) return;
+      store.delete(expired.map((r) => r.id));
+      this.removeFiles(store.unreferenced(expired.flatMap((r) => r.outputs.map((o) => o.name)), []));
+    }
+  }
+
   private summarize(runs: readonly StoredRunMeta[]): RunSummary[] {
     const queued = new Map(this.opts.store.queuedIds().map((id, i) => [id, i]));
     return runs.map((run) => {
@@ -243,6 +301,7 @@ export class RunQueue {
         .finally(() => {
           this.inFlight.delete(p);
           this.live.delete(next.id);
+          this.retain();
           this.pump();
         });
       this.inFlight.add(p);
@@ -277,7 +336,7 @@ export class RunQueue {
     const { store } = this.opts;
     const aborted = live.controller.signal.aborted;
     if (this.closing && aborted && !live.cancelRequested) {
-      store.requeue(live.id);
+      this.requeue(live.id, live.outputs);
       return;
     }
     if (aborted || err instanceof RunCancelledError) {
@@ -289,7 +348,7 @@ export class RunQueue {
       }
       return;
     }
-    const error = toRunError(err);
+    const error = toRunError(err, this.opts.redact);
     // The full exception (stack, absolute paths) goes to the server log only; the client gets toRunError's view.
     if (error.node === null) this.opts.log(`run ${live.id} failed outside any node`, err);
     else if (err instanceof Error && err.cause !== undefined) this.opts.log(`run ${live.id} failed at node "${error.node}"`, err.cause);
@@ -333,6 +392,7 @@ export class RunQueue {
       case 'output': {
         const outputs = e.files.map(toRunOutput);
         live.outputs.push(...outputs);
+        this.opts.store.recordOutputs(live.id, live.outputs);
         const ref = (o: (typeof outputs)[number]) => ({ name: o.name, url: o.url });
         this.emit({
           type: 'output', run_id, node: e.node,

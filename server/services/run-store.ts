@@ -9,6 +9,8 @@ import type { NodeState, RunError, RunOutput, RunRecord, RunStatus, RunTimings }
 export interface StoredRunMeta extends RunRecord {
   readonly seq: number;
   readonly attempts: number;
+  /** A DELETE arrived while it ran; recorded before the 202, so a restart ends it cancelled instead of re-running it. */
+  readonly cancel_requested: boolean;
 }
 
 export interface StoredRun extends StoredRunMeta {
@@ -24,6 +26,7 @@ interface MetaRow {
   started_at: number | null;
   finished_at: number | null;
   attempts: number;
+  cancel_requested: number;
   outputs: string | null;
   error: string | null;
   timings: string | null;
@@ -43,7 +46,7 @@ export interface RunFinish {
   readonly node_states?: Readonly<Record<string, NodeState>>;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 // `seq` is the queue order; `id` is what clients see. Graphs are stored whole so a restart can re-run them.
 const SCHEMA = `
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS runs (
   outputs     TEXT,
   error       TEXT,
   timings     TEXT,
-  node_states TEXT
+  node_states TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_client ON runs (client_id, seq);
@@ -68,7 +72,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 // Lists leave the graph out: it is the large column, and parsing hundreds of them would make every listing slow.
-const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, outputs, error, timings, node_states';
+const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, cancel_requested, outputs, error, timings, node_states';
 
 function decodeMeta(row: MetaRow): StoredRunMeta {
   return {
@@ -80,6 +84,7 @@ function decodeMeta(row: MetaRow): StoredRunMeta {
     started_at: row.started_at,
     finished_at: row.finished_at,
     attempts: row.attempts,
+    cancel_requested: row.cancel_requested === 1,
     outputs: row.outputs ? (JSON.parse(row.outputs) as RunOutput[]) : [],
     error: row.error ? (JSON.parse(row.error) as RunError) : null,
     timings: row.timings ? (JSON.parse(row.timings) as RunTimings) : null,
@@ -110,6 +115,8 @@ export class RunStore {
       throw new Error(`the database in ${dataDir} was written by a newer FuseGraph (schema ${version}); update FuseGraph`);
     }
     this.db.exec(SCHEMA);
+    // Schema 1 had no cancel_requested column (a fresh database gets it from SCHEMA).
+    if (version === 1) this.db.exec('ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0');
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
@@ -205,9 +212,63 @@ export class RunStore {
     return info.changes > 0;
   }
 
-  requeue(id: string): void {
-    this.db.prepare("UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ?").run(id);
+  /** Durable before the DELETE is answered: SQLite has the row when the 202 leaves. */
+  markCancelRequested(id: string): void {
+    this.db.prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')").run(id);
   }
+
+  /** Re-queues a run from scratch; the outputs of its interrupted attempt are forgotten (the caller removes the files). */
+  requeue(id: string): void {
+    this.db.prepare("UPDATE runs SET status = 'queued', started_at = NULL, outputs = NULL WHERE id = ?").run(id);
+  }
+
+  /** The files a running run has written so far, stored as they appear: a crash cannot leave them unaccounted for. */
+  recordOutputs(id: string, outputs: readonly RunOutput[]): void {
+    this.db.prepare("UPDATE runs SET outputs = ? WHERE id = ? AND status = 'running'").run(JSON.stringify(outputs), id);
+  }
+
+  /** Of `names`, those that no run other than `except` lists among its outputs (a cached output node re-lists files). */
+  unreferenced(names: readonly string[], except: readonly string[]): string[] {
+    if (!names.length) return [];
+    const held = this.db.prepare(
+      `SELECT 1 FROM runs, json_each(runs.outputs) AS o
+       WHERE runs.outputs IS NOT NULL AND json_extract(o.value, '$.name') = ? AND runs.id NOT IN (SELECT value FROM json_each(?)) LIMIT 1`,
+    );
+    const exceptJson = JSON.stringify(except);
+    return [...new Set(names)].filter((n) => held.get(n, exceptJson) === undefined);
+  }
+
+  /** Queued and running runs of one client (null: runs submitted without a client id). */
+  activeCount(clientId: string | null): number {
+    const sql = `SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND client_id ${clientId === null ? 'IS NULL' : '= ?'}`;
+    const stmt = this.db.prepare(sql).pluck();
+    return (clientId === null ? stmt.get() : stmt.get(clientId)) as number;
+  }
+
+  /**
+   * Finished runs beyond the newest `keepRuns` or finished before `olderThan` (epoch ms), oldest first, at most
+   * `limit` of them: what retention removes.
+   */
+  expired(keepRuns: number | undefined, olderThan: number | undefined, limit: number): StoredRunMeta[] {
+    const finished = "status IN ('done', 'error', 'cancelled')";
+    const rows = this.db
+      .prepare(
+        `SELECT ${META_COLUMNS} FROM runs WHERE ${finished} AND (
+           (@keep IS NOT NULL AND seq NOT IN (SELECT seq FROM runs WHERE ${finished} ORDER BY seq DESC LIMIT @keep))
+           OR (@before IS NOT NULL AND finished_at < @before)
+         ) ORDER BY seq LIMIT @limit`,
+      )
+      .all({ keep: keepRuns ?? null, before: olderThan ?? null, limit });
+    return (rows as MetaRow[]).map(decodeMeta);
+  }
+
+  delete(ids: readonly string[]): void {
+    const stmt = this.db.prepare('DELETE FROM runs WHERE id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) stmt.run(id);
+    })();
+  }
+
 
   getSetting(key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;

@@ -440,9 +440,10 @@ test('sessions are reused: acquiring a folder twice gives the same model and the
     assert.equal(models.loadedKeys().length, keysBefore + 1);
     const host = Reflect.get(a, 'host') as object;
     assert.equal(Reflect.get(c, 'host'), host, 'one SessionHost');
-    const worker = Reflect.get(host, 'worker') as { threadId: number };
+    const workerOf = (h: object) => Reflect.get(Reflect.get(h, 'conn') as object, 'worker') as { threadId: number };
+    const worker = workerOf(host);
     assert.ok(worker.threadId > 0);
-    assert.equal((Reflect.get(Reflect.get(b, 'host') as object, 'worker') as { threadId: number }).threadId, worker.threadId, 'one worker thread');
+    assert.equal(workerOf(Reflect.get(b, 'host') as object).threadId, worker.threadId, 'one worker thread');
     // Calls through either handle land on the same counter.
     const before = a.unetCalls;
     const ctx = await b.encodeText([b.tokenizer.encodePadded('x'), b.tokenizer.encodePadded('')]);

@@ -1,9 +1,10 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/http/start.js';
-import { txt2imgGraph } from '../helpers/graphs.js';
+import { REPO_ROOT, txt2imgGraph } from '../helpers/graphs.js';
 import { ErrorBodySchema, ServerFrameSchema } from '../../nodes/protocol.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
 
@@ -48,6 +49,28 @@ export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise
     testHooks: true,
     ...extra,
   });
+}
+
+/**
+ * `fusegraph serve` as a separate process on the sandbox (so a test can kill it with SIGKILL), with test hooks,
+ * on a free port. Resolves with its URL once it listens.
+ */
+export async function serveProcess(s: Sandbox): Promise<{ url: string; child: ChildProcess; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, [
+    path.join(REPO_ROOT, 'bin', 'fusegraph.js'), 'serve', '--port', '0', '--test-hooks',
+    '--models', s.modelsRoot, '--input', s.inputRoot, '--out', s.outputRoot, '--data', s.dataDir,
+  ], { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += String(d);
+      const m = /API on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then((code) => reject(new Error(`server exited (${String(code)}): ${err}`)));
+  });
+  return { url, child, exited };
 }
 
 /** The shared small txt2img graph (64×64, 4 steps by default) on the sandbox's tiny model, or on `model`. */

@@ -1,8 +1,9 @@
 import { Router } from 'express';
 import { z } from 'zod';
+import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
 import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
-import type { RunQueue } from '../../services/run-queue.js';
+import { QueueLimitError, type RunQueue } from '../../services/run-queue.js';
 import { ClientIdSchema } from '../../../nodes/protocol.js';
 
 const SubmitBody = z.strictObject({
@@ -23,10 +24,15 @@ function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
-export function runsRoutes(queue: RunQueue): Router {
+function refuse(issues: readonly GraphIssue[]): HttpError {
+  const n = issues.length;
+  return new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, { issues });
+}
+
+export function runsRoutes(queue: RunQueue, admit: (graph: Graph) => Promise<GraphIssue[]>): Router {
   const router = Router();
 
-  router.post('/runs', (req, res) => {
+  router.post('/runs', async (req, res) => {
     if (req.body === undefined) {
       throw new HttpError(415, 'unsupported_media_type', 'send the run as JSON with "Content-Type: application/json"');
     }
@@ -34,13 +40,16 @@ export function runsRoutes(queue: RunQueue): Router {
     if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
     // Nothing is queued unless the whole graph is valid; every issue comes back at once (ComfyUI A7.4).
     const validated = validateGraph(body.graph);
-    if (validated.issues.length > 0 || validated.graph === null) {
-      const n = validated.issues.length;
-      throw new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, {
-        issues: validated.issues,
-      });
+    if (validated.issues.length > 0 || validated.graph === null) throw refuse(validated.issues);
+    const admission = await admit(validated.graph);
+    if (admission.length) throw refuse(admission);
+    let queued;
+    try {
+      queued = queue.submit(validated.graph, body.client_id ?? null, { front: body.front === true });
+    } catch (err) {
+      if (err instanceof QueueLimitError) throw new HttpError(429, 'queue_full', err.message);
+      throw err;
     }
-    const queued = queue.submit(validated.graph, body.client_id ?? null, { front: body.front === true });
     res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
   });
 

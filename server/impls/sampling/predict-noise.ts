@@ -53,7 +53,7 @@ export const predictNoise = implement(PredictNoise, {
     }
     buf.sample.set(step.x.data, 0);
     buf.sample.set(step.x.data, size);
-    const out = await model.predict({ data: buf.sample, shape: [2 * batch, channels, h, w] }, step.t, { data: buf.context, shape: buf.contextShape });
+    const out = await model.predict({ data: buf.sample, shape: [2 * batch, channels, h, w] }, step.t, { data: buf.context, shape: buf.contextShape }, ctx.signal);
     if (out.length !== 2 * size) throw ctx.error(`UNet returned ${out.length} values, expected ${2 * size}`, 'inputs.model');
     const uncond = out.subarray(0, size);
     const cond = out.subarray(size);

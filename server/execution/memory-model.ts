@@ -1,0 +1,53 @@
+import type { ModelFolder } from '../sd/model-folder.js';
+
+/**
+ * A deliberately simple model of a run's peak memory, from the model folders' configs (see docs/api.md,
+ * "Admission control"). It is an upper-bound style estimate for refusing requests that cannot fit, not a
+ * prediction: float32 everywhere, CFG doubles the UNet batch, and two models' UNet calls may overlap.
+ */
+export interface ModelMemoryFacts {
+  /** Channels of the UNet's full-resolution level (block_out_channels[0]). */
+  readonly unetWidth: number;
+  /** Heads of a self-attention at full latent resolution (SD's first CrossAttnDownBlock2D), 0 when there is none. */
+  readonly selfAttentionHeads: number;
+  /** Channels of the VAE decoder's full-resolution level. */
+  readonly vaeWidth: number;
+}
+
+/** Full-resolution feature maps alive at once inside one UNet call (skip connections, norms, temporaries). */
+export const UNET_LIVE_MAPS = 12;
+/** Full-resolution feature maps alive at once inside one VAE decode. */
+export const VAE_LIVE_MAPS = 6;
+
+const firstNumber = (v: unknown): number | null => {
+  const x = Array.isArray(v) ? v[0] : v;
+  return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : null;
+};
+
+export function memoryFacts(folder: Pick<ModelFolder, 'unetConfig' | 'vaeConfig'>): ModelMemoryFacts {
+  const unet = folder.unetConfig;
+  const firstBlock = Array.isArray(unet?.down_block_types) ? unet.down_block_types[0] : undefined;
+  const attends = typeof firstBlock === 'string' && firstBlock.includes('Attn');
+  return {
+    // Without a config, SD 1.x's values: a folder that omits it is most likely an SD export.
+    unetWidth: firstNumber(unet?.block_out_channels) ?? 320,
+    selfAttentionHeads: attends ? firstNumber(unet?.attention_head_dim) ?? 8 : unet ? 0 : 8,
+    vaeWidth: firstNumber(folder.vaeConfig?.block_out_channels) ?? 128,
+  };
+}
+
+/** Bytes one UNet call on `rows` latent rows of `pixels` latent pixels each may hold at its peak. */
+export function unetCallBytes(f: ModelMemoryFacts, rows: number, pixels: number): number {
+  return 4 * rows * (UNET_LIVE_MAPS * f.unetWidth * pixels + f.selfAttentionHeads * pixels * pixels);
+}
+
+/** Bytes one VAE decode of `batch` images of `pixels` image pixels each may hold at its peak. */
+export function decodeBytes(f: ModelMemoryFacts, batch: number, pixels: number): number {
+  return 4 * batch * VAE_LIVE_MAPS * f.vaeWidth * pixels;
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${Math.ceil(n / 1024)} KiB`;
+}
