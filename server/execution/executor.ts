@@ -12,7 +12,6 @@ import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../
 import type { ExecutionEvent, OutputFile, RunResult } from '../engine/events.js';
 import { planExecution, resolveParams } from '../engine/plan.js';
 import { preflightGraph } from '../execution/preflight.js';
-import { redactPaths } from '../engine/redact.js';
 import type { StepGate } from '../engine/step-gate.js';
 import { validateGraph } from '../engine/validate.js';
 
