@@ -90,7 +90,7 @@ export class RunQueue {
         requeued.push(run.id);
       }
     }
-    this.retain();
+    this.retain().catch((err: unknown) => this.opts.log('retention failed', err));
     this.pump();
     return { requeued, failed };
   }
@@ -233,17 +233,18 @@ export class RunQueue {
   private requeue(id: string, outputs: readonly RunOutput[]): void {
     const names = this.opts.store.unreferenced(outputs.map((o) => o.name), [id]);
     this.opts.store.requeue(id);
-    this.removeFiles(names);
+    void this.removeFiles(names);
   }
 
-  private removeFiles(names: readonly string[]): void {
-    for (const name of names) {
-      this.opts.removeOutput(name).catch((err: unknown) => this.opts.log(`could not remove output ${name}`, err));
-    }
+  private async removeFiles(names: readonly string[]): Promise<void> {
+    await Promise.all(names.map((name) => this.opts.removeOutput(name).catch((err: unknown) => this.opts.log(`could not remove output ${name}`, err))));
   }
 
-  /** Applies --keep-runs / --keep-days: deletes expired finished runs, then the files no remaining run lists. */
-  private retain(): void {
+  /**
+   * Applies --keep-runs / --keep-days: deletes expired finished runs, then the files no remaining run lists. A run's
+   * terminal event waits for it, so a client that hears `done` sees history and output folder already trimmed.
+   */
+  private async retain(): Promise<void> {
     const { keepRuns, keepDays, store } = this.opts;
     if (keepRuns === undefined && keepDays === undefined) return;
     const olderThan = keepDays === undefined ? undefined : Date.now() - keepDays * 86_400_000;
@@ -251,7 +252,7 @@ export class RunQueue {
       const expired = store.expired(keepRuns, olderThan, 500);
       if (!expired.length) return;
       store.delete(expired.map((r) => r.id));
-      this.removeFiles(store.unreferenced(expired.flatMap((r) => r.outputs.map((o) => o.name)), []));
+      await this.removeFiles(store.unreferenced(expired.flatMap((r) => r.outputs.map((o) => o.name)), []));
     }
   }
 
@@ -301,7 +302,6 @@ export class RunQueue {
         .finally(() => {
           this.inFlight.delete(p);
           this.live.delete(next.id);
-          this.retain();
           this.pump();
         });
       this.inFlight.add(p);
@@ -317,7 +317,7 @@ export class RunQueue {
         onEvent: (e) => this.onEngineEvent(live, e),
       });
     } catch (err) {
-      this.fail(live, err);
+      await this.fail(live, err);
       return;
     }
     const outputs = result.outputs.map(toRunOutput);
@@ -329,10 +329,12 @@ export class RunQueue {
     const recorded = store.markFinished(live.id, {
       status: 'done', finished_at: Date.now(), outputs, timings, node_states: live.nodeStates,
     });
-    if (recorded) this.emit({ type: 'done', run_id: live.id, outputs, timings }, live.clientId);
+    if (!recorded) return;
+    await this.retain();
+    this.emit({ type: 'done', run_id: live.id, outputs, timings }, live.clientId);
   }
 
-  private fail(live: LiveRun, err: unknown): void {
+  private async fail(live: LiveRun, err: unknown): Promise<void> {
     const { store } = this.opts;
     const aborted = live.controller.signal.aborted;
     if (this.closing && aborted && !live.cancelRequested) {
@@ -344,6 +346,7 @@ export class RunQueue {
       const finished_at = Date.now();
       const timings: RunTimings = { queue_ms: live.startedAt - live.createdAt, run_ms: finished_at - live.startedAt, nodes: {} };
       if (store.markFinished(live.id, { status: 'cancelled', finished_at, outputs: live.outputs, timings, node_states: live.nodeStates })) {
+        await this.retain();
         this.emit({ type: 'cancelled', run_id: live.id }, live.clientId);
       }
       return;
@@ -357,6 +360,7 @@ export class RunQueue {
     const finished_at = Date.now();
     const timings: RunTimings = { queue_ms: live.startedAt - live.createdAt, run_ms: finished_at - live.startedAt, nodes: {} };
     if (store.markFinished(live.id, { status: 'error', finished_at, outputs: live.outputs, error, timings, node_states: live.nodeStates })) {
+      await this.retain();
       this.emit(
         { type: 'error', run_id: live.id, node: error.node, message: error.message, ...(error.details !== undefined ? { details: error.details } : {}) },
         live.clientId,
