@@ -14,6 +14,8 @@ export interface GateState {
   readonly allowance: number | null;
   /** Sampler steps that have passed the gate since the server started. */
   readonly passed: number;
+  /** Held steps ignore their run's cancellation (to test what happens when a server dies before a run notices). */
+  readonly ignoreCancel: boolean;
   readonly waiting: readonly GateWaiter[];
 }
 
@@ -30,6 +32,7 @@ export class StepGate {
   private allowance = Infinity;
   private passedCount = 0;
   private readonly pending: Pending[] = [];
+  private ignoreCancel = false;
   private watchers: { predicate: (s: GateState) => boolean; resolve: (s: GateState) => void }[] = [];
 
   /** Steps that arrive from now on wait until released. */
@@ -50,11 +53,18 @@ export class StepGate {
     this.flush();
   }
 
+  /** Whether steps that start waiting from now on ignore their run's cancellation. */
+  setIgnoreCancel(on: boolean): void {
+    this.ignoreCancel = on;
+    this.notify();
+  }
+
   state(): GateState {
     return {
       held: this.allowance !== Infinity,
       allowance: this.allowance === Infinity ? null : this.allowance,
       passed: this.passedCount,
+      ignoreCancel: this.ignoreCancel,
       waiting: this.pending.map(({ node, step, steps }) => ({ node, step, steps })),
     };
   }
@@ -102,7 +112,7 @@ export class StepGate {
           resolve();
         },
       };
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (!this.ignoreCancel) signal.addEventListener('abort', onAbort, { once: true });
       this.pending.push(entry);
       this.notify();
     });

@@ -23,13 +23,15 @@ describe('cancel (issue 14, defect 2 and cancel inside a UNet call)', () => {
     const { url, child, exited } = await serveProcess(sandbox);
     let runId: string;
     try {
-      await gate(url, { hold: true, release_steps: 1 });
+      // Held steps ignore the cancel: the run cannot notice it before the kill, so only SQLite knows.
+      await gate(url, { hold: true, release_steps: 1, ignore_cancel: true });
       const post = await api<{ run_id: string }>(url, '/api/runs', { body: { graph: txt2img({ steps: 6 }) } });
       runId = post.body.run_id;
       await gateWait(url, { waiting: 1 });
-      // The gate keeps holding the step while the DELETE is answered, so the run cannot finish before the kill.
       const del = await api<{ cancel_requested: boolean }>(url, `/api/runs/${runId}`, { method: 'DELETE' });
       assert.equal(del.status, 202);
+      const still = await api<{ status: string }>(url, `/api/runs/${runId}`);
+      assert.equal(still.body.status, 'running', 'the run had not ended when the server died');
     } finally {
       child.kill('SIGKILL');
       await exited;

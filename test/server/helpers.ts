@@ -82,14 +82,16 @@ export interface GateState {
   readonly held: boolean;
   readonly allowance: number | null;
   readonly passed: number;
+  readonly ignoreCancel: boolean;
   readonly waiting: readonly { node: string; step: number; steps: number }[];
 }
 
 /**
  * Drives the server's test-only step gate: `{ hold: true }` holds every sampler step from now on,
- * `{ release_steps: n }` lets n through, `{ hold: false }` opens it.
+ * `{ release_steps: n }` lets n through, `{ hold: false }` opens it; `{ ignore_cancel: true }` keeps held steps held
+ * when their run is cancelled.
  */
-export async function gate(base: string, body: { hold?: boolean; release_steps?: number }): Promise<GateState> {
+export async function gate(base: string, body: { hold?: boolean; release_steps?: number; ignore_cancel?: boolean }): Promise<GateState> {
   const res = await api<GateState>(base, '/api/test/gate', { body });
   if (res.status !== 200) throw new Error(`gate ${JSON.stringify(body)}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;

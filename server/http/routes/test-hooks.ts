@@ -7,8 +7,9 @@ const GateBody = z
   .strictObject({
     hold: z.boolean().optional(),
     release_steps: z.number().int().min(0).max(1_000_000).optional(),
+    ignore_cancel: z.boolean().optional(),
   })
-  .refine((b) => b.hold !== undefined || b.release_steps !== undefined, 'give "hold" and/or "release_steps"');
+  .refine((b) => b.hold !== undefined || b.release_steps !== undefined || b.ignore_cancel !== undefined, 'give "hold", "release_steps" or "ignore_cancel"');
 
 const WaitBody = z.strictObject({
   /** At least this many sampler steps are held at the gate. */
@@ -35,6 +36,7 @@ export function testHookRoutes(gate: StepGate): Router {
   });
   router.post('/test/gate', (req, res) => {
     const body = parse(GateBody, req.body);
+    if (body.ignore_cancel !== undefined) gate.setIgnoreCancel(body.ignore_cancel);
     if (body.hold === true) gate.hold();
     if (body.hold === false) gate.open();
     if (body.release_steps !== undefined) gate.release(body.release_steps);
