@@ -110,7 +110,9 @@ export type GraphIssueCode =
   | 'path_escape'
   | 'no_output_node'
   | 'muted_input'
-  | 'bypass_type';
+  | 'bypass_type'
+  /** Scale-out: no live worker serves all of the run's model folders. */
+  | 'model_unavailable';
 
 /**
  * Parses untrusted JSON into the current graph shape, migrating older versions first (graph-migrations.ts), so

@@ -28,8 +28,13 @@ commands:
   schedule SCHEDULER_CONFIG.json --steps N
       print the DDIM timesteps and alphas as JSON
   serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
-        [--concurrency N] [--max-model-memory BYTES] [--data DIR] [--test-hooks]
-      start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md)
+        [--concurrency N] [--max-model-memory BYTES] [--data DIR] [--threads N] [--test-hooks]
+        [--redis redis://HOST:PORT[/DB] [--local-worker]]
+      start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
+      with --redis, runs execute on workers (docs/scale-out.md)
+  worker --redis URL [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda] [--concurrency N]
+         [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS] [--test-hooks]
+      execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md)
 `;
 
 type Io = { out: NodeJS.WriteStream; err: NodeJS.WriteStream };
@@ -105,7 +110,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data', 'test-hooks']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'data', 'test-hooks', 'redis', 'local-worker', 'threads']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -125,6 +130,9 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     concurrency: num('concurrency') ?? 1,
     maxModelMemory: num('max-model-memory'),
     ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
+    redis: flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS,
+    localWorker: args.flags.has('local-worker'),
+    threads: num('threads'),
   });
   io.err.write(`FuseGraph editor and API on ${server.url}\n`);
   await new Promise<void>((resolve) => {
@@ -137,10 +145,57 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
   return 0;
 }
 
+const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
+
+async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'test-hooks']);
+  const { FuseGraphWorker } = await import('./services/distributed/worker.js');
+  const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
+  if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
+  const provider = flag(args, 'provider') ?? 'auto';
+  if (!(PROVIDERS as readonly string[]).includes(provider)) throw new Error(`--provider must be one of ${PROVIDERS.join(', ')}`);
+  const int = (name: string): number | undefined => {
+    const v = flag(args, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+    return n;
+  };
+  const name = flag(args, 'name');
+  const out = flag(args, 'out');
+  const worker = await FuseGraphWorker.start({
+    redisUrl: redis,
+    modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
+    inputRoot: path.resolve(flag(args, 'input') ?? 'input'),
+    provider: provider as (typeof PROVIDERS)[number],
+    concurrency: int('concurrency') ?? 1,
+    threads: int('threads'),
+    maxModelMemory: int('max-model-memory'),
+    lockMs: int('lock-ms'),
+    testHooks: args.flags.has('test-hooks') || process.env.FUSEGRAPH_TEST_HOOKS === '1',
+    ...(name !== undefined ? { name } : {}),
+    ...(out !== undefined ? { outputRoot: out } : {}),
+  });
+  io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);
+  await new Promise<void>((resolve) => {
+    // The first signal lets running runs finish; a second abandons them (BullMQ retries them on another worker).
+    let signals = 0;
+    const stop = (): void => {
+      signals++;
+      if (signals > 1) process.exit(1);
+      io.err.write('finishing the running runs; signal again to leave them to other workers\n');
+      void worker.close().then(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
+
 export async function main(argv: readonly string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   const command = argv[0];
   try {
-    const args = parseArgs(argv, ['test-hooks']);
+    const args = parseArgs(argv, ['test-hooks', 'local-worker']);
     switch (command) {
       case 'run':
         return await cmdRun(args, io);
@@ -155,6 +210,8 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
         return await cmdSchedule(args, io);
       case 'serve':
         return await cmdServe(args, io);
+      case 'worker':
+        return await cmdWorker(args, io);
       case undefined:
       case 'help':
       case '--help':

@@ -10,8 +10,10 @@ import { modelsRoutes } from './routes/models.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
-import { testHookRoutes } from './routes/test-hooks.js';
-import type { StepGate } from '../engine/step-gate.js';
+import { testHookRoutes, type GateControl } from './routes/test-hooks.js';
+import { workersRoutes } from './routes/workers.js';
+import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
+import type { WorkerInfo } from '../../nodes/protocol.js';
 import type { RunQueue } from '../services/run-queue.js';
 
 export interface AppDeps {
@@ -25,7 +27,10 @@ export interface AppDeps {
   readonly pngLimit: string;
   readonly log: (message: string, err?: unknown) => void;
   /** Test-only step gate; its routes are mounted only when it is given. */
-  readonly stepGate?: StepGate;
+  readonly stepGate?: GateControl;
+  /** Scale-out: the live workers (GET /api/workers) and the submit-time check that one serves a run's models. */
+  readonly listWorkers?: () => Promise<WorkerInfo[]>;
+  readonly admit?: (graph: Graph) => GraphIssue[];
 }
 
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
@@ -43,7 +48,8 @@ export function createApp(deps: AppDeps): Express {
   api.use(express.json({ limit: deps.bodyLimit }));
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
-  api.use(runsRoutes(deps.queue));
+  api.use(runsRoutes(deps.queue, deps.admit));
+  api.use(workersRoutes(deps.listWorkers));
   api.use(queueRoutes(deps.queue));
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
 import type { RunQueue } from '../../services/run-queue.js';
+import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
 import { ClientIdSchema } from '../../../nodes/protocol.js';
 
 const SubmitBody = z.strictObject({
@@ -21,7 +22,8 @@ function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
-export function runsRoutes(queue: RunQueue): Router {
+/** `admit` adds issues a valid graph can still have where it would run (scale-out: no worker serves its models). */
+export function runsRoutes(queue: RunQueue, admit?: (graph: Graph) => GraphIssue[]): Router {
   const router = Router();
 
   router.post('/runs', (req, res) => {
@@ -32,10 +34,11 @@ export function runsRoutes(queue: RunQueue): Router {
     if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
     // Nothing is queued unless the whole graph is valid; every issue comes back at once (ComfyUI A7.4).
     const validated = validateGraph(body.graph);
-    if (validated.issues.length > 0 || validated.graph === null) {
-      const n = validated.issues.length;
+    const issues = validated.issues.length > 0 || validated.graph === null ? validated.issues : (admit?.(validated.graph) ?? []);
+    if (issues.length > 0 || validated.graph === null) {
+      const n = issues.length;
       throw new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, {
-        issues: validated.issues,
+        issues,
       });
     }
     const queued = queue.submit(validated.graph, body.client_id ?? null);
