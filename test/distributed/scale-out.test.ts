@@ -213,4 +213,18 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
       await ws.close();
     }
   });
+
+  it('reconnects the API node and the worker by themselves after a Redis restart', async () => {
+    await redis.restart();
+    // The restarted Redis persisted nothing: the worker's next heartbeat announces it again.
+    await workersUntil(server.url, (w) => w.length === 1);
+    const ws = await WsClient.connect(server.url, '?client_id=redis-restart');
+    try {
+      const run = await runToEnd(server.url, ws, demoGraph(60), 'redis-restart');
+      assert.equal(run.end.type, 'done', JSON.stringify(run.end));
+      await assertServed(server.url, run.end.outputs as { url: string }[]);
+    } finally {
+      await ws.close();
+    }
+  });
 });
