@@ -191,8 +191,14 @@ export class RedisBackend {
           for (const [id, fields] of entries) {
             last = id.toString();
             const { entry, bytes } = decodeEntry(fields);
-            const result = await run.apply(entry, bytes);
-            if (result) return result;
+            const result = await run.apply(entry, bytes).catch(async (err: unknown) => {
+              await this.forget(ctx.runId);
+              throw err;
+            });
+            if (result) {
+              await this.forget(ctx.runId);
+              return result;
+            }
           }
         }
       }
@@ -204,8 +210,18 @@ export class RedisBackend {
   }
 
   /**
-   * While a stream is quiet: a job BullMQ gave up on (its workers died too often) fails the run; a job Redis lost
-   * (restarted without persistence) is submitted again, so the run starts over instead of waiting forever.
+   * The run's result is read: its stream goes at once (at scale the streams' files are most of Redis's memory).
+   * Should this node die before recording the result, the next start finds a finished job without a stream and
+   * runs it again (checkJob).
+   */
+  private async forget(runId: string): Promise<void> {
+    await this.redis.del(KEYS.events(runId), KEYS.runFiles(runId)).catch((err: unknown) => this.opts.log(`could not delete run ${runId}'s stream`, err));
+  }
+
+  /**
+   * While a stream is quiet: a job BullMQ gave up on (its workers died too often) fails the run; a job that
+   * finished without a stream to read (see forget) or that Redis lost (restarted without persistence) is
+   * submitted again, so the run starts over instead of waiting forever.
    */
   private async checkJob(runId: string, queue: Queue, data: RunJobData, run: RemoteRun): Promise<void> {
     const state = await queue.getJobState(runId);
@@ -213,8 +229,10 @@ export class RedisBackend {
       const job = await queue.getJob(runId);
       throw new Error(`the run's job failed in BullMQ: ${job?.failedReason ?? 'no reason given'}`);
     }
-    if (state === 'unknown' && !run.started && (await this.redis.exists(KEYS.events(runId))) === 0) {
-      this.opts.log(`run ${runId} is no longer in Redis (was Redis restarted without persistence?); submitting it again`);
+    const lost = state === 'unknown' || state === 'completed';
+    if (lost && !run.started && (await this.redis.exists(KEYS.events(runId))) === 0) {
+      this.opts.log(`run ${runId} has no job or events in Redis any more; submitting it again`);
+      await (await queue.getJob(runId))?.remove();
       await queue.add('run', data, { jobId: runId, removeOnComplete: { age: FINISHED_TTL_S }, removeOnFail: { age: FINISHED_TTL_S } });
     }
   }

@@ -1,0 +1,179 @@
+/**
+ * `npm run bench:scale`: scale-out figures on this machine. Throughput of graphs/demo-fusion.json with one and
+ * two `fusegraph worker` processes (one compute thread each) behind one API node, the per-run overhead of the
+ * Redis path against local mode, and what one run costs Redis (bytes and commands).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+import type { Graph } from '../../nodes/graph-format.js';
+import type { WorkerInfo } from '../../nodes/protocol.js';
+import { startServer, type RunningServer } from '../../server/http/start.js';
+import { median } from '../stats.js';
+import { startRedis, startWorker, type WorkerProcess } from '../scale-out/processes.js';
+import { findRepoRoot } from '../tiny-models/make-tiny-model.js';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+
+const RUNS = Number(process.env.SCALE_RUNS ?? 6);
+const OVERHEAD_ROUNDS = 7;
+
+const root = findRepoRoot();
+const demo = JSON.parse(readFileSync(path.join(root, 'graphs', 'demo-fusion.json'), 'utf8')) as Graph;
+
+function variant(seed: number, steps?: number): Graph {
+  const g = structuredClone(demo);
+  for (const node of Object.values(g.nodes)) {
+    if (node.type === 'NoiseLatent') node.params = { ...node.params, seed };
+    if (steps !== undefined && node.type === 'DDIMStep') node.params = { ...node.params, steps };
+  }
+  return g;
+}
+
+/** A socket that records when each run ended. */
+class Ends {
+  private readonly ended = new Map<string, { type: string; at: number }>();
+  private readonly waiters = new Map<string, (v: { type: string; at: number }) => void>();
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const f = JSON.parse(String(data)) as { type: string; run_id?: string };
+      if (!f.run_id || !['done', 'error', 'cancelled'].includes(f.type)) return;
+      const end = { type: f.type, at: performance.now() };
+      this.ended.set(f.run_id, end);
+      this.waiters.get(f.run_id)?.(end);
+    });
+  }
+
+  static async open(base: string, clientId: string): Promise<Ends> {
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/ws?client_id=${clientId}`);
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    return new Ends(ws);
+  }
+
+  end(id: string): Promise<{ type: string; at: number }> {
+    const seen = this.ended.get(id);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.waiters.set(id, resolve));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+async function submit(base: string, graph: Graph, clientId: string): Promise<string> {
+  const res = await fetch(`${base}/api/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ graph, client_id: clientId }) });
+  const body = (await res.json()) as { run_id?: string };
+  if (res.status !== 202 || !body.run_id) throw new Error(`submit: ${res.status} ${JSON.stringify(body)}`);
+  return body.run_id;
+}
+
+/** Submits all graphs at once; ms from the first submit to the last end. */
+async function batch(base: string, ends: Ends, clientId: string, graphs: Graph[]): Promise<number> {
+  const t0 = performance.now();
+  const ids = [];
+  for (const g of graphs) ids.push(await submit(base, g, clientId));
+  let last = t0;
+  for (const id of ids) {
+    const end = await ends.end(id);
+    if (end.type !== 'done') throw new Error(`run ${id} ended ${end.type}`);
+    last = Math.max(last, end.at);
+  }
+  return last - t0;
+}
+
+async function workers(base: string): Promise<WorkerInfo[]> {
+  return ((await (await fetch(`${base}/api/workers`)).json()) as { workers: WorkerInfo[] }).workers;
+}
+
+async function until(base: string, ok: (w: WorkerInfo[]) => boolean): Promise<void> {
+  while (!ok(await workers(base))) await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+async function redisStats(redis: Redis): Promise<{ in: number; out: number; commands: number; xadds: number }> {
+  const info = `${await redis.info('stats')}\n${await redis.info('commandstats')}`;
+  const get = (re: RegExp): number => Number(re.exec(info)?.[1] ?? NaN);
+  return {
+    in: get(/^total_net_input_bytes:(\d+)/m),
+    out: get(/^total_net_output_bytes:(\d+)/m),
+    commands: get(/^total_commands_processed:(\d+)/m),
+    xadds: get(/^cmdstat_xadd:calls=(\d+)/m),
+  };
+}
+
+const tmp = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-bench-scale-'));
+const redisProc = await startRedis();
+const redis = new Redis(redisProc.url);
+const log = (m: string, err?: unknown): void => {
+  if (err !== undefined) console.error(m, err);
+};
+const common = {
+  port: 0,
+  modelsRoot: path.join(root, 'models'),
+  inputRoot: path.join(tmp, 'input'),
+  outputRoot: path.join(tmp, 'out'),
+  graphsDir: path.join(root, 'graphs'),
+  clientDir: path.join(tmp, 'client'),
+  log,
+};
+const started: WorkerProcess[] = [];
+let api: RunningServer | undefined;
+let local: RunningServer | undefined;
+try {
+  api = await startServer({ ...common, dataDir: path.join(tmp, 'data'), redis: redisProc.url });
+  const ends = await Ends.open(api.url, 'bench');
+  const addWorker = async (): Promise<void> => {
+    const name = `w${started.length + 1}`;
+    started.push(await startWorker(redisProc.url, { name, models: path.join(root, 'models'), out: path.join(tmp, name), threads: 1 }));
+    await until(api!.url, (w) => w.length === started.length);
+  };
+  let seed = 100;
+
+  await addWorker();
+  await batch(api.url, ends, 'bench', [variant(seed++)]); // loads the models
+  const one = await batch(api.url, ends, 'bench', Array.from({ length: RUNS }, () => variant(seed++)));
+
+  await addWorker();
+  // Both workers load the models before the timed batch.
+  while ((await workers(api.url)).some((w) => w.resident.length < 2)) await batch(api.url, ends, 'bench', [variant(seed++), variant(seed++)]);
+  const stats0 = await redisStats(redis);
+  const two = await batch(api.url, ends, 'bench', Array.from({ length: RUNS }, () => variant(seed++)));
+  const stats1 = await redisStats(redis);
+
+  const perMin = (ms: number): number => (RUNS * 60_000) / ms;
+  console.log(`scale-out, graphs/demo-fusion.json (50 steps, three 32×32 images), workers with one compute thread each, ${os.availableParallelism()} cores:`);
+  console.log(`  1 worker : ${perMin(one).toFixed(1)} runs/min (${RUNS} runs in ${(one / 1000).toFixed(1)} s)`);
+  console.log(`  2 workers: ${perMin(two).toFixed(1)} runs/min (${RUNS} runs in ${(two / 1000).toFixed(1)} s): ${(one / two).toFixed(2)}× one worker (target ≥ 1.7×)`);
+
+  console.log(
+    `  Redis per run: ${Math.round((stats1.xadds - stats0.xadds) / RUNS)} stream entries (events, previews, output files); on the wire ` +
+      `${((stats1.in - stats0.in) / RUNS / 1024).toFixed(1)} KB in + ${((stats1.out - stats0.out) / RUNS / 1024).toFixed(1)} KB out, ` +
+      `${Math.round((stats1.commands - stats0.commands) / RUNS)} commands (all clients: heartbeats and BullMQ bookkeeping included)`,
+  );
+
+  // Overhead: the same short graph, one run at a time, local mode (one thread) against the Redis path.
+  local = await startServer({ ...common, dataDir: path.join(tmp, 'local-data'), threads: 1 });
+  const localEnds = await Ends.open(local.url, 'bench');
+  const short = (s: number): Graph => variant(s, 5);
+  await batch(local.url, localEnds, 'bench', [short(seed++)]);
+  const localMs: number[] = [];
+  const remoteMs: number[] = [];
+  for (let i = 0; i < OVERHEAD_ROUNDS; i++) {
+    localMs.push(await batch(local.url, localEnds, 'bench', [short(seed++)]));
+    remoteMs.push(await batch(api.url, ends, 'bench', [short(seed++)]));
+  }
+  console.log(
+    `  per-run overhead of the Redis path: ${(median(remoteMs) - median(localMs)).toFixed(1)} ms ` +
+      `(5-step demo graph, submit → WS done, median of ${OVERHEAD_ROUNDS} interleaved runs: local ${median(localMs).toFixed(1)} ms, Redis ${median(remoteMs).toFixed(1)} ms)`,
+  );
+  localEnds.close();
+  ends.close();
+} finally {
+  await local?.close();
+  await api?.close();
+  await Promise.all(started.map((w) => w.stop()));
+  redis.disconnect();
+  await redisProc.stop();
+  await rm(tmp, { recursive: true, force: true });
+}
