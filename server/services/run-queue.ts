@@ -18,6 +18,8 @@ export type ExecuteFn = (
     onEvent: (e: ExecutionEvent) => void;
     /** Whether the signal's abort is a user's cancel (not a shutdown): a remote backend must pass that on. */
     cancelRequested: () => boolean;
+    /** Scale-out: a worker took the run; recorded for the run's summary. */
+    onWorker: (name: string) => void;
   },
 ) => Promise<RunResult>;
 
@@ -202,6 +204,7 @@ export class RunQueue {
         progress: live?.progress ?? null,
         node_states: live ? { ...live.nodeStates } : run.node_states,
         cancel_requested: live?.cancelRequested ?? false,
+        worker: run.worker,
       };
     });
   }
@@ -243,6 +246,7 @@ export class RunQueue {
       result = await this.opts.execute(graph, {
         runId: live.id,
         cancelRequested: () => live.cancelRequested,
+        onWorker: (name) => store.setWorker(live.id, name),
         signal: live.controller.signal,
         onEvent: (e) => this.onEngineEvent(live, e),
       });

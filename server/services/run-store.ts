@@ -28,6 +28,7 @@ interface MetaRow {
   error: string | null;
   timings: string | null;
   node_states: string | null;
+  worker: string | null;
 }
 
 interface Row extends MetaRow {
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS runs (
   outputs     TEXT,
   error       TEXT,
   timings     TEXT,
-  node_states TEXT
+  node_states TEXT,
+  worker      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_client ON runs (client_id, seq);
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 // Lists leave the graph out: it is the large column, and parsing hundreds of them would make every listing slow.
-const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, outputs, error, timings, node_states';
+const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, outputs, error, timings, node_states, worker';
 
 function decodeMeta(row: MetaRow): StoredRunMeta {
   return {
@@ -84,6 +86,7 @@ function decodeMeta(row: MetaRow): StoredRunMeta {
     error: row.error ? (JSON.parse(row.error) as RunError) : null,
     timings: row.timings ? (JSON.parse(row.timings) as RunTimings) : null,
     node_states: row.node_states ? (JSON.parse(row.node_states) as Record<string, NodeState>) : {},
+    worker: row.worker,
   };
 }
 
@@ -110,6 +113,9 @@ export class RunStore {
       throw new Error(`the database in ${dataDir} was written by a newer FuseGraph (schema ${version}); update FuseGraph`);
     }
     this.db.exec(SCHEMA);
+    // Databases made before scale-out lack the worker column; adding it keeps them readable by older versions too.
+    const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('runs') as string[];
+    if (!columns.includes('worker')) this.db.exec('ALTER TABLE runs ADD COLUMN worker TEXT');
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
@@ -195,6 +201,11 @@ export class RunStore {
         id,
       );
     return info.changes > 0;
+  }
+
+  /** Scale-out: the worker that took the run. */
+  setWorker(id: string, worker: string): void {
+    this.db.prepare('UPDATE runs SET worker = ? WHERE id = ?').run(worker, id);
   }
 
   requeue(id: string): void {

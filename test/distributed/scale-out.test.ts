@@ -207,6 +207,7 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
       assert.equal(run.body.outputs.length, 3, `outputs recorded once: ${JSON.stringify(run.body.outputs)}`);
       assert.equal(new Set(run.body.outputs.map((o) => o.node)).size, 3);
       await assertServed(server.url, run.body.outputs);
+      assert.equal(run.body.worker, survivor.name, 'the run records the worker that finished it');
       const workers = await workersUntil(server.url, (w) => w.length === 1);
       assert.equal(workers[0]!.name, survivor.name);
     } finally {

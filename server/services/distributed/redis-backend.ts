@@ -160,7 +160,7 @@ export class RedisBackend {
     const conn = this.redis.duplicate();
     conn.on('error', () => {});
     this.followers.add(conn);
-    const run = new RemoteRun(ctx.runId, ctx.onEvent, this.files);
+    const run = new RemoteRun(ctx.runId, ctx.onEvent, ctx.onWorker, this.files);
     let detached = false;
     const onAbort = (): void => {
       if (ctx.cancelRequested()) {
@@ -267,6 +267,7 @@ class RemoteRun {
   constructor(
     private readonly runId: string,
     private readonly onEvent: (e: ExecutionEvent) => void,
+    private readonly onWorker: (name: string) => void,
     private readonly files: OutputStore,
   ) {}
 
@@ -277,6 +278,7 @@ class RemoteRun {
         this.started = true;
         this.workerId = entry.worker_id;
         this.filesPerNode = new Map();
+        this.onWorker(entry.worker);
         return undefined;
       case 'preview':
         this.onEvent({ type: 'preview', node: entry.node, step: entry.step, steps: entry.steps, png: bytes ?? Buffer.alloc(0) });
