@@ -229,3 +229,31 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
     }
   });
 });
+
+describe('scale-out: serve --redis --local-worker', () => {
+  it('runs a worker inside the API node', async () => {
+    const redis = await startRedis();
+    const sandbox = await makeSandbox();
+    try {
+      const server = await startIn(sandbox, { redis: redis.url, localWorker: true, threads: 1 });
+      try {
+        const workers = await workersUntil(server.url, (w) => w.length === 1);
+        assert.equal(workers[0]!.name, 'local');
+        const ws = await WsClient.connect(server.url, '?client_id=local-worker');
+        try {
+          const run = await runToEnd(server.url, ws, txt2img({ steps: 2, size: 32 }), 'local-worker');
+          assert.equal(run.end.type, 'done', JSON.stringify(run.end));
+          await assertServed(server.url, run.end.outputs as { url: string }[]);
+          assert.equal((await api<RunSummary>(server.url, `/api/runs/${run.id}`)).body.worker, 'local');
+        } finally {
+          await ws.close();
+        }
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await redis.stop();
+      await sandbox.remove();
+    }
+  });
+});
