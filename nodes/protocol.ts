@@ -77,8 +77,8 @@ export const RunRecordSchema = z.object({
   error: RunErrorSchema.nullable(),
   timings: RunTimingsSchema.nullable(),
   node_states: z.record(z.string(), NodeStateSchema),
-  /** Scale-out: the worker that ran the run (its last attempt); null when the server executed it itself. */
-  worker: z.string().nullable(),
+  /** Scale-out: the worker that ran the run (its last attempt); null (or absent, from older servers) when the server executed it. */
+  worker: z.string().nullable().optional(),
 });
 export type RunRecord = z.infer<typeof RunRecordSchema>;
 

@@ -176,6 +176,7 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(name !== undefined ? { name } : {}),
     ...(out !== undefined ? { outputRoot: out } : {}),
   });
+  if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');
   io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);
   await new Promise<void>((resolve) => {
     // The first signal lets running runs finish; a second abandons them (BullMQ retries them on another worker).

@@ -6,6 +6,9 @@ import { writeNumbered } from '../../impls/image/save-image.js';
 import { replaceFile } from '../../impls/paths.js';
 import { FINISHED_TTL_S, KEYS } from './redis.js';
 
+/** The worker-file map lives while outputs keep coming; after a quiet week a cached output is simply stored anew. */
+const FILE_MAP_TTL_S = 7 * 24 * 3600;
+
 /** A worker's file name as SaveImage/SaveLatent write them: one plain segment, never a path. */
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}\.(png|npy)$/;
 
@@ -46,6 +49,7 @@ export class OutputStore {
       .hset(KEYS.runFiles(runId), runField, name)
       .expire(KEYS.runFiles(runId), FINISHED_TTL_S)
       .hset(KEYS.files, workerField, name)
+      .expire(KEYS.files, FILE_MAP_TTL_S)
       .exec();
     return { node: file.node, kind: file.kind, name, path: path.join(this.root, name) };
   }

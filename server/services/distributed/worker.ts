@@ -116,6 +116,10 @@ export class FuseGraphWorker {
     return worker;
   }
 
+  get testHooks(): boolean {
+    return this.gate !== undefined;
+  }
+
   /** Model paths this worker serves. */
   modelPaths(): string[] {
     return this.offered.map((m) => m.path);
