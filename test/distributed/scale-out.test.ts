@@ -230,11 +230,13 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
   });
 });
 
-describe('scale-out: serve --redis --local-worker', () => {
+describe('scale-out: serve --redis --local-worker, on a Redis with a password', () => {
   it('runs a worker inside the API node', async () => {
-    const redis = await startRedis();
+    const redis = await startRedis({ password: 's3cret/pass' });
     const sandbox = await makeSandbox();
     try {
+      const wrong = redis.url.replace(encodeURIComponent('s3cret/pass'), 'wrong');
+      await assert.rejects(startIn(sandbox, { redis: wrong }), /WRONGPASS|invalid password|NOAUTH/i, 'a wrong password stops the start');
       const server = await startIn(sandbox, { redis: redis.url, localWorker: true, threads: 1 });
       try {
         const workers = await workersUntil(server.url, (w) => w.length === 1);

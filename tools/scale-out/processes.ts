@@ -66,12 +66,14 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `password`: the server requires it (`requirepass`), and `url` carries it. */
+export async function startRedis(o: { password?: string } = {}): Promise<TestRedis> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-redis-'));
   const port = await freePort();
   let current: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
-    const { child, log } = spawnLogged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+    const auth = o.password !== undefined ? ['--requirepass', o.password] : [];
+    const { child, log } = spawnLogged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth]);
     current = child;
     await waitForLine(child, /Ready to accept connections/, 'redis-server', log, 20_000);
   };
@@ -84,7 +86,7 @@ export async function startRedis(): Promise<TestRedis> {
     await exited(c);
   };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${o.password !== undefined ? `:${encodeURIComponent(o.password)}@` : ''}127.0.0.1:${port}`,
     port,
     restart: async () => {
       await kill();
