@@ -278,6 +278,7 @@ class RemoteRun {
         this.started = true;
         this.workerId = entry.worker_id;
         this.filesPerNode = new Map();
+        this.pending.length = 0; // files of a node the dead attempt never announced come again
         this.onWorker(entry.worker);
         return undefined;
       case 'preview':
