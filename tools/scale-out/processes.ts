@@ -109,13 +109,20 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-/** `extra` adds worker options (tests add --test-hooks). */
-export async function startWorker(redisUrl: string, o: { name: string; models: string; out: string; threads?: number; lockMs?: number; extra?: string[] }): Promise<WorkerProcess> {
+/**
+ * `extra` adds worker options (tests add --test-hooks). `cpu` pins the process to that core with taskset: the
+ * benchmark's "one compute thread" worker, since a worker runs each model's sessions on a thread of its own and
+ * the sampler math on its main thread, --threads 1 alone lets one worker use more than one core.
+ */
+export async function startWorker(
+  redisUrl: string,
+  o: { name: string; models: string; out: string; threads?: number; lockMs?: number; cpu?: number; extra?: string[] },
+): Promise<WorkerProcess> {
   const args = [
     BIN, 'worker', '--redis', redisUrl, '--models', o.models, '--out', o.out, '--name', o.name,
     '--threads', String(o.threads ?? 1), '--lock-ms', String(o.lockMs ?? 3000), ...(o.extra ?? []),
   ];
-  const { child, log } = spawnLogged(process.execPath, args);
+  const { child, log } = o.cpu === undefined ? spawnLogged(process.execPath, args) : spawnLogged('taskset', ['-c', String(o.cpu), process.execPath, ...args]);
   await waitForLine(child, /FuseGraph worker "/, `worker ${o.name}`, log);
   return {
     name: o.name,
