@@ -111,7 +111,9 @@ export type GraphIssueCode =
   | 'no_output_node'
   | 'muted_input'
   | 'bypass_type'
-  | 'too_large';
+  | 'too_large'
+  /** Scale-out: no live worker serves all of the run's model folders. */
+  | 'model_unavailable';
 
 /**
  * Parses untrusted JSON into the current graph shape, migrating older versions first (graph-migrations.ts), so

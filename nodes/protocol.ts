@@ -77,6 +77,8 @@ export const RunRecordSchema = z.object({
   error: RunErrorSchema.nullable(),
   timings: RunTimingsSchema.nullable(),
   node_states: z.record(z.string(), NodeStateSchema),
+  /** Scale-out: the worker that ran the run (its last attempt); null (or absent, from older servers) when the server executed it. */
+  worker: z.string().nullable().optional(),
 });
 export type RunRecord = z.infer<typeof RunRecordSchema>;
 
@@ -173,3 +175,29 @@ export const TemplateInfoSchema = z.object({
   meta: z.object({ name: z.string().optional(), description: z.string().optional() }).optional(),
 });
 export type TemplateInfo = z.infer<typeof TemplateInfoSchema>;
+
+/** A model folder a scale-out worker serves: its path under the worker's models root and the SHA-256 of each part's model.onnx. */
+export const WorkerModelSchema = z.object({
+  path: z.string(),
+  bytes: z.number(),
+  sha256: z.record(z.string(), z.string()),
+});
+export type WorkerModel = z.infer<typeof WorkerModelSchema>;
+
+/** An entry of GET /api/workers (scale-out mode): what a worker announces in its heartbeat. */
+export const WorkerInfoSchema = z.object({
+  /** Unique per worker process (a restarted worker is a new one). */
+  id: z.string(),
+  name: z.string(),
+  provider: z.string(),
+  concurrency: z.number(),
+  models: z.array(WorkerModelSchema),
+  /** Model paths whose sessions are loaded now. */
+  resident: z.array(z.string()),
+  /** Runs executing on it now. */
+  running: z.array(z.string()),
+  runs_done: z.number(),
+  started_at: z.number(),
+  last_heartbeat: z.number(),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;

@@ -36,8 +36,14 @@ const COMMAND_USAGE: Record<string, string> = {
 `,
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
-        [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--data DIR] [--test-hooks]
-      start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md)
+        [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--data DIR] [--threads N] [--test-hooks]
+        [--redis redis://HOST:PORT[/DB] [--local-worker]]
+      start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
+      with --redis, runs execute on workers (docs/scale-out.md)
+`,
+  worker: `  worker --redis URL [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda] [--concurrency N]
+         [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS] [--test-hooks]
+      execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md)
 `,
 };
 
@@ -142,7 +148,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'test-hooks']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'local-worker']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -167,6 +173,9 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     keepRuns: num('keep-runs'),
     keepDays: num('keep-days'),
     ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
+    redis: flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS,
+    localWorker: args.flags.has('local-worker'),
+    threads: num('threads'),
   });
   io.err.write(`FuseGraph editor and API on ${server.url}\n`);
   await new Promise<void>((resolve) => {
@@ -175,6 +184,54 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+  return 0;
+}
+
+const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
+
+async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'test-hooks']);
+  const { FuseGraphWorker } = await import('./services/distributed/worker.js');
+  const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
+  if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
+  const provider = flag(args, 'provider') ?? 'auto';
+  if (!(PROVIDERS as readonly string[]).includes(provider)) throw new Error(`--provider must be one of ${PROVIDERS.join(', ')}`);
+  const int = (name: string): number | undefined => {
+    const v = flag(args, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+    return n;
+  };
+  const name = flag(args, 'name');
+  const out = flag(args, 'out');
+  const worker = await FuseGraphWorker.start({
+    redisUrl: redis,
+    modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
+    inputRoot: path.resolve(flag(args, 'input') ?? 'input'),
+    provider: provider as (typeof PROVIDERS)[number],
+    concurrency: int('concurrency') ?? 1,
+    threads: int('threads'),
+    maxModelMemory: int('max-model-memory'),
+    lockMs: int('lock-ms'),
+    testHooks: args.flags.has('test-hooks') || process.env.FUSEGRAPH_TEST_HOOKS === '1',
+    ...(name !== undefined ? { name } : {}),
+    ...(out !== undefined ? { outputRoot: out } : {}),
+  });
+  if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');
+  io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);
+  await new Promise<void>((resolve) => {
+    // The first signal lets running runs finish; a second abandons them (BullMQ retries them on another worker).
+    let signals = 0;
+    const stop = (): void => {
+      signals++;
+      if (signals > 1) process.exit(1);
+      io.err.write('finishing the running runs; signal again to leave them to other workers\n');
+      void worker.close().then(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
   return 0;
 }
@@ -190,7 +247,7 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
     return 0;
   }
   try {
-    const args = parseArgs(argv, ['test-hooks']);
+    const args = parseArgs(argv, ['test-hooks', 'local-worker']);
     switch (command) {
       case 'run':
         return await cmdRun(args, io);
@@ -205,6 +262,8 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
         return await cmdSchedule(args, io);
       case 'serve':
         return await cmdServe(args, io);
+      case 'worker':
+        return await cmdWorker(args, io);
       default:
         io.err.write(`unknown command "${command}"\n${USAGE}`);
         return 2;

@@ -19,6 +19,7 @@ export function Gallery({ view, onOpen }: Props) {
           <header className="fg-gallery-run-header">
             <span title={run.runId}>run {shortId(run.runId)}</span>
             <span className={`fg-badge fg-badge-${run.status}`}>{run.status}</span>
+            {run.worker && <span className="fg-muted fg-gallery-worker" title="the worker that ran it">on {run.worker}</span>}
           </header>
           {run.error && <div className="fg-gallery-error" title={run.error}>{run.error}</div>}
           <div className="fg-gallery-grid">

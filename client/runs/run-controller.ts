@@ -19,6 +19,8 @@ export interface GalleryRun {
   readonly status: string;
   readonly images: readonly GalleryImage[];
   readonly error?: string;
+  /** Scale-out: the worker that ran it. */
+  readonly worker?: string;
 }
 
 export interface RunsView {
@@ -167,10 +169,19 @@ export class RunController {
       return { ...g, status, images, ...(msg.type === 'error' ? { error: msg.message } : {}) };
     });
     this.set({ ...this.state, active, gallery });
+    if (FINISHED.has(status)) void this.noteWorker(msg.run_id);
     if (this.state.active?.runId !== msg.run_id) return;
     if (msg.type === 'done') this.deps.toast(`Run finished${timingText(msg.timings)}`, 'success');
     if (msg.type === 'cancelled') this.deps.toast('Run cancelled', 'info');
     if (msg.type === 'error') this.deps.toast(`Run failed${msg.node ? ` at ${msg.node}` : ''}: ${msg.message}`, 'error');
+  }
+
+  /** Which worker ran a finished run is in its record, not in the frames (they are the same in every mode). */
+  private async noteWorker(runId: string): Promise<void> {
+    const run = await fetchRun(runId).catch(() => null);
+    if (!run?.worker) return;
+    const worker = run.worker;
+    this.set({ ...this.state, gallery: this.state.gallery.map((g) => (g.runId === runId ? { ...g, worker } : g)) });
   }
 
   private set(next: RunsView): void {
@@ -190,6 +201,7 @@ function galleryFromRun(run: RunSummary): GalleryRun {
     status: run.status,
     images: run.outputs.filter((o) => o.kind === 'image').map((o) => ({ node: o.node, name: o.name, url: o.url })),
     ...(run.error ? { error: run.error.message } : {}),
+    ...(run.worker ? { worker: run.worker } : {}),
   };
 }
 

@@ -35,6 +35,9 @@ export class StepGate {
   private ignoreCancel = false;
   private watchers: { predicate: (s: GateState) => boolean; resolve: (s: GateState) => void }[] = [];
 
+  /** `onChange` hears every state change (a worker process reports its gate to the API node through it). */
+  constructor(private readonly onChange?: (s: GateState) => void) {}
+
   /** Steps that arrive from now on wait until released. */
   hold(): void {
     this.allowance = 0;
@@ -128,6 +131,7 @@ export class StepGate {
   }
 
   private notify(): void {
+    if (this.onChange) this.onChange(this.state());
     if (!this.watchers.length) return;
     const s = this.state();
     this.watchers = this.watchers.filter((w) => {

@@ -10,9 +10,10 @@ import { modelsRoutes } from './routes/models.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
-import { testHookRoutes } from './routes/test-hooks.js';
-import type { StepGate } from '../engine/step-gate.js';
+import { testHookRoutes, type GateControl } from './routes/test-hooks.js';
+import { workersRoutes } from './routes/workers.js';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
+import type { WorkerInfo } from '../../nodes/protocol.js';
 import type { RunQueue } from '../services/run-queue.js';
 
 export interface AppDeps {
@@ -25,10 +26,15 @@ export interface AppDeps {
   readonly bodyLimit: string;
   readonly pngLimit: string;
   readonly log: (message: string, err?: unknown) => void;
-  /** Checks against the models' metadata and the memory budget, before a valid graph is queued. */
+  /**
+   * Checks against the models' metadata and the memory budget, before a valid graph is queued; with scale-out also
+   * that a live worker serves the run's models.
+   */
   readonly admit: (graph: Graph) => Promise<GraphIssue[]>;
   /** Test-only step gate; its routes are mounted only when it is given. */
-  readonly stepGate?: StepGate;
+  readonly stepGate?: GateControl;
+  /** Scale-out: the live workers (GET /api/workers). */
+  readonly listWorkers?: () => Promise<WorkerInfo[]>;
 }
 
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
@@ -47,6 +53,7 @@ export function createApp(deps: AppDeps): Express {
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
   api.use(runsRoutes(deps.queue, deps.admit));
+  api.use(workersRoutes(deps.listWorkers));
   api.use(queueRoutes(deps.queue));
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));

@@ -47,12 +47,23 @@ export interface ServerOptions {
    * true when the environment has FUSEGRAPH_TEST_HOOKS=1. Never enable on a server people use.
    */
   testHooks?: boolean;
+  /**
+   * Scale-out: `redis://[:password@]host:port[/db]` or `rediss://` (TLS). Runs go to BullMQ on that Redis and
+   * execute on `fusegraph worker` processes; SQLite stays the history. Default: none (runs execute here).
+   */
+  redis?: string;
+  /** With `redis`: also run a worker in this process (on modelsRoot). Default false. */
+  localWorker?: boolean;
+  /** Intra-op threads per ONNX session. Default: every core. */
+  threads?: number;
+  /** With `localWorker`: how long a dead worker's run waits before another takes it (ms). Default 30000. */
+  lockMs?: number;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -93,6 +104,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (o.maxModelMemory !== undefined) {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
+  check(o.localWorker !== true || o.redis !== undefined, 'a local worker (--local-worker) needs --redis: without it the server executes runs itself');
+  if (o.threads !== undefined) check(Number.isInteger(o.threads) && o.threads >= 1, `threads must be an integer ≥ 1, got ${o.threads}`);
   return {
     host,
     port,
@@ -114,6 +127,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     bodyLimit: o.bodyLimit ?? '5mb',
     pngLimit: o.pngLimit ?? '20mb',
     testHooks: o.testHooks ?? process.env.FUSEGRAPH_TEST_HOOKS === '1',
+    redis: o.redis,
+    localWorker: o.localWorker ?? false,
+    threads: o.threads,
+    lockMs: o.lockMs,
     log: o.log ?? defaultLog,
   };
 }

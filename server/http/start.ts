@@ -12,6 +12,9 @@ import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
 import { RunStore } from '../services/run-store.js';
+import { RedisBackend } from '../services/distributed/redis-backend.js';
+import { RemoteGate } from '../services/distributed/remote-gate.js';
+import { FuseGraphWorker } from '../services/distributed/worker.js';
 import { WsHub } from './ws-hub.js';
 
 export type { ServerOptions } from './options.js';
@@ -40,12 +43,19 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const o = resolveOptions(options);
   mkdirSync(o.outputRoot, { recursive: true });
+  // Scale-out (--redis): runs execute on workers through BullMQ; everything else below stays as in local mode.
+  const scaleOut = o.redis !== undefined
+    ? await RedisBackend.connect({ url: o.redis, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
+    : undefined;
   const store = new RunStore(o.dataDir);
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
-  const models = new ModelManager(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {});
+  const models = new ModelManager({
+    ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+  });
   const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
-  const stepGate = o.testHooks ? new StepGate() : undefined;
+  const stepGate = o.testHooks && !scaleOut ? new StepGate() : undefined;
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
@@ -56,12 +66,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxActivePerClient: o.maxQueuedPerClient,
     keepRuns: o.keepRuns,
     ...(o.keepDays !== undefined ? { keepDays: o.keepDays } : {}),
-    execute: (graph, ctx) =>
-      executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
+    ...(scaleOut ? { capacity: () => scaleOut.capacity() } : {}),
+    execute: scaleOut
+      ? scaleOut.execute
+      : (graph, ctx) =>
+        executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });
+  if (scaleOut) scaleOut.onCapacity = () => queue.wake();
+  const localWorker = scaleOut && o.localWorker
+    ? await FuseGraphWorker.start({
+      redisUrl: o.redis!, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
+      testHooks: o.testHooks, log: o.log,
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(o.maxModelMemory !== undefined ? { maxModelMemory: o.maxModelMemory } : {}),
+      ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),
+    })
+    : undefined;
   const app = createApp({
     queue,
-    listModels: () => models.listModels(o.modelsRoot),
+    listModels: scaleOut ? () => scaleOut.listModels() : () => models.listModels(o.modelsRoot),
     outputRoot: o.outputRoot,
     graphsDir: o.graphsDir,
     clientDir: o.clientDir,
@@ -69,8 +92,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     bodyLimit: o.bodyLimit,
     pngLimit: o.pngLimit,
     log: o.log,
-    stepGate,
-    admit: (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }),
+    stepGate: scaleOut && o.testHooks ? new RemoteGate(scaleOut.redis) : stepGate,
+    // With scale-out the model folders live on the workers: the API node checks that a live worker serves the run's
+    // models, and the worker's executor runs the size, steps and memory checks (preflight) before any step.
+    admit: scaleOut
+      ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
+      : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }),
+    ...(scaleOut ? { listWorkers: () => scaleOut.workers() } : {}),
   });
   const server = createServer(app);
   const hub = new WsHub({ queue, token: o.token, log: o.log });
@@ -81,6 +109,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port = await listen(server, o.port, o.host);
   } catch (err) {
     await hub.close();
+    await localWorker?.close(true);
+    await scaleOut?.close();
     await models.dispose();
     store.close();
     throw err;
@@ -88,7 +118,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { requeued, failed } = queue.start();
   if (requeued.length) o.log(`re-queued ${requeued.length} run(s) interrupted by the last shutdown`);
   if (failed.length) o.log(`gave up on ${failed.length} run(s) that were interrupted too often`);
-  if (stepGate) o.log('TEST HOOKS ON: /api/test/* is mounted and sampler steps pass a step gate; never use this server for real work');
+  if (scaleOut) o.log(`scale-out: runs go to the workers on Redis ${new URL(o.redis!).host}${localWorker ? ' (one runs in this process)' : ''}`);
+  if (o.testHooks) o.log('TEST HOOKS ON: /api/test/* is mounted and sampler steps pass a step gate; never use this server for real work');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -96,6 +127,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       await hub.close();
       await queue.close();
+      await localWorker?.close(true);
+      await scaleOut?.close();
       server.closeAllConnections();
       await stopped;
       await models.dispose();

@@ -236,7 +236,8 @@ function toFloat32(t: WireTensor): Tensor32 {
   throw new Error(`unexpected output type ${t.type}`);
 }
 
-function sha256File(file: string): Promise<string> {
+/** SHA-256 of a file, streamed (model files are gigabytes). */
+export function sha256File(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
     createReadStream(file)

@@ -12,13 +12,23 @@ export type RunEventListener = (event: RunEvent, run: { readonly client_id: stri
 /** How the queue runs one graph; start.ts binds it to executeGraph with the shared models and cache. */
 export type ExecuteFn = (
   graph: Graph,
-  ctx: { signal: AbortSignal; onEvent: (e: ExecutionEvent) => void },
+  ctx: {
+    runId: string;
+    signal: AbortSignal;
+    onEvent: (e: ExecutionEvent) => void;
+    /** Whether the signal's abort is a user's cancel (not a shutdown): a remote backend must pass that on. */
+    cancelRequested: () => boolean;
+    /** Scale-out: a worker took the run; recorded for the run's summary. */
+    onWorker: (name: string) => void;
+  },
 ) => Promise<RunResult>;
 
 export interface RunQueueOptions {
   readonly store: RunStore;
   readonly execute: ExecuteFn;
   readonly concurrency: number;
+  /** Runs that may execute at once, asked at every dispatch (scale-out: the live workers' slots); default `concurrency`. */
+  readonly capacity?: () => number;
   /** A run that was running when the server stopped this many times is failed instead of retried (crash loops). */
   readonly maxAttempts?: number;
   readonly log: (message: string, err?: unknown) => void;
@@ -173,6 +183,11 @@ export class RunQueue {
     return this.state();
   }
 
+  /** Dispatches queued runs now: a backend calls it when its capacity grew (a worker joined). */
+  wake(): void {
+    this.pump();
+  }
+
   state(): QueueState {
     return {
       paused: this.paused,
@@ -274,6 +289,7 @@ export class RunQueue {
         progress: live?.progress ?? null,
         node_states: live ? { ...live.nodeStates } : run.node_states,
         cancel_requested: live?.cancelRequested ?? false,
+        worker: run.worker,
       };
     });
   }
@@ -289,7 +305,7 @@ export class RunQueue {
   }
 
   private pump(): void {
-    while (!this.paused && !this.closing && this.live.size < this.opts.concurrency) {
+    while (!this.paused && !this.closing && this.live.size < (this.opts.capacity?.() ?? this.opts.concurrency)) {
       const next = this.opts.store.nextQueued();
       if (!next) return;
       const startedAt = Date.now();
@@ -313,6 +329,9 @@ export class RunQueue {
     let result: RunResult;
     try {
       result = await this.opts.execute(graph, {
+        runId: live.id,
+        cancelRequested: () => live.cancelRequested,
+        onWorker: (name) => store.setWorker(live.id, name),
         signal: live.controller.signal,
         onEvent: (e) => this.onEngineEvent(live, e),
       });

@@ -31,6 +31,7 @@ interface MetaRow {
   error: string | null;
   timings: string | null;
   node_states: string | null;
+  worker: string | null;
 }
 
 interface Row extends MetaRow {
@@ -46,7 +47,7 @@ export interface RunFinish {
   readonly node_states?: Readonly<Record<string, NodeState>>;
 }
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 // `seq` is the queue order; `id` is what clients see. Graphs are stored whole so a restart can re-run them.
 const SCHEMA = `
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS runs (
   error       TEXT,
   timings     TEXT,
   node_states TEXT,
-  cancel_requested INTEGER NOT NULL DEFAULT 0
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  worker      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_client ON runs (client_id, seq);
@@ -72,7 +74,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 // Lists leave the graph out: it is the large column, and parsing hundreds of them would make every listing slow.
-const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, cancel_requested, outputs, error, timings, node_states';
+const META_COLUMNS = 'seq, id, status, client_id, created_at, started_at, finished_at, attempts, cancel_requested, outputs, error, timings, node_states, worker';
 
 function decodeMeta(row: MetaRow): StoredRunMeta {
   return {
@@ -89,6 +91,7 @@ function decodeMeta(row: MetaRow): StoredRunMeta {
     error: row.error ? (JSON.parse(row.error) as RunError) : null,
     timings: row.timings ? (JSON.parse(row.timings) as RunTimings) : null,
     node_states: row.node_states ? (JSON.parse(row.node_states) as Record<string, NodeState>) : {},
+    worker: row.worker,
   };
 }
 
@@ -115,8 +118,11 @@ export class RunStore {
       throw new Error(`the database in ${dataDir} was written by a newer FuseGraph (schema ${version}); update FuseGraph`);
     }
     this.db.exec(SCHEMA);
-    // Schema 1 had no cancel_requested column (a fresh database gets it from SCHEMA).
-    if (version === 1) this.db.exec('ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0');
+    // Columns later schemas added: cancel_requested (2, durable cancels) and worker (3, scale-out). A fresh database
+    // gets them from SCHEMA; an older one gets them here, and an older FuseGraph can still read it.
+    const columns = new Set(this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('runs') as string[]);
+    if (!columns.has('cancel_requested')) this.db.exec('ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0');
+    if (!columns.has('worker')) this.db.exec('ALTER TABLE runs ADD COLUMN worker TEXT');
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
@@ -215,6 +221,11 @@ export class RunStore {
   /** Durable before the DELETE is answered: SQLite has the row when the 202 leaves. */
   markCancelRequested(id: string): void {
     this.db.prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')").run(id);
+  }
+
+  /** Scale-out: the worker that took the run. */
+  setWorker(id: string, worker: string): void {
+    this.db.prepare('UPDATE runs SET worker = ? WHERE id = ?').run(worker, id);
   }
 
   /** Re-queues a run from scratch; the outputs of its interrupted attempt are forgotten (the caller removes the files). */

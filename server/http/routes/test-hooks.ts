@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import type { StepGate } from '../../engine/step-gate.js';
+import type { GateState } from '../../engine/step-gate.js';
 import { HttpError } from '../http-error.js';
 
 const GateBody = z
@@ -25,31 +25,41 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return parsed.data;
 }
 
+/** What the routes drive: the in-process StepGate, or (scale-out) every worker's gate through Redis. */
+export interface GateControl {
+  hold(): void | Promise<void>;
+  open(): void | Promise<void>;
+  release(n: number): void | Promise<void>;
+  setIgnoreCancel(on: boolean): void | Promise<void>;
+  state(): GateState | Promise<GateState>;
+  until(predicate: (s: GateState) => boolean, timeoutMs: number): Promise<GateState>;
+}
+
 /**
  * TEST-ONLY routes, mounted only when the server starts with test hooks (`--test-hooks` or FUSEGRAPH_TEST_HOOKS=1):
  * they drive the step gate so a test can hold a run at a known sampler step.
  */
-export function testHookRoutes(gate: StepGate): Router {
+export function testHookRoutes(gate: GateControl): Router {
   const router = Router();
-  router.get('/test/gate', (_req, res) => {
-    res.json(gate.state());
+  router.get('/test/gate', async (_req, res) => {
+    res.json(await gate.state());
   });
-  router.post('/test/gate', (req, res) => {
+  router.post('/test/gate', async (req, res) => {
     const body = parse(GateBody, req.body);
-    if (body.ignore_cancel !== undefined) gate.setIgnoreCancel(body.ignore_cancel);
-    if (body.hold === true) gate.hold();
-    if (body.hold === false) gate.open();
-    if (body.release_steps !== undefined) gate.release(body.release_steps);
-    res.json(gate.state());
+    if (body.ignore_cancel !== undefined) await gate.setIgnoreCancel(body.ignore_cancel);
+    if (body.hold === true) await gate.hold();
+    if (body.hold === false) await gate.open();
+    if (body.release_steps !== undefined) await gate.release(body.release_steps);
+    res.json(await gate.state());
   });
   router.post('/test/gate/wait', async (req, res) => {
     const body = parse(WaitBody, req.body);
-    const want = (s: ReturnType<StepGate['state']>): boolean =>
+    const want = (s: GateState): boolean =>
       s.waiting.length >= (body.waiting ?? 0) && s.passed >= (body.passed ?? 0);
     try {
       res.json(await gate.until(want, body.timeout_ms));
     } catch (err) {
-      throw new HttpError(408, 'timeout', (err as Error).message, { gate: gate.state() });
+      throw new HttpError(408, 'timeout', (err as Error).message, { gate: await gate.state() });
     }
   });
   return router;

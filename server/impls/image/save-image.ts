@@ -16,7 +16,7 @@ async function provenance(ctx: RunContext): Promise<unknown> {
 }
 
 /** Next free `<prefix>_NNNNN.png`; exclusive create keeps two concurrent runs from taking the same name. */
-async function writeNumbered(dir: string, prefix: string, png: Buffer): Promise<string> {
+export async function writeNumbered(dir: string, prefix: string, png: Buffer): Promise<string> {
   const pattern = new RegExp(`^${prefix.replace(/[.]/g, '\\.')}_(\\d{5,})\\.png$`);
   let next = 1;
   for (const f of await readdir(dir)) {

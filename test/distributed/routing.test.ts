@@ -1,0 +1,45 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { modelsOf, routeOf, routingIssues } from '../../server/services/distributed/routing.js';
+import type { WorkerInfo } from '../../nodes/protocol.js';
+import { bundledGraph } from '../helpers/graphs.js';
+
+function worker(name: string, paths: string[]): WorkerInfo {
+  return {
+    id: name, name, provider: 'cpu', concurrency: 1, resident: [], running: [], runs_done: 0, started_at: 0, last_heartbeat: 0,
+    models: paths.map((path) => ({ path, bytes: 1, sha256: { unet: 'x' } })),
+  };
+}
+
+describe('scale-out routing', () => {
+  const demo = bundledGraph('demo-fusion');
+
+  it('finds the model folders a run loads', () => {
+    assert.deepEqual(modelsOf(demo).map((m) => [m.node, m.path]).sort(), [['base_model', 'demo/general'], ['other_model', 'demo/cartoon']]);
+  });
+
+  it('gives one queue per set of folders, whatever their order', () => {
+    assert.equal(routeOf(['b', 'a', 'a']).queue, routeOf(['a', 'b']).queue);
+    assert.notEqual(routeOf(['a']).queue, routeOf(['a', 'b']).queue);
+    assert.deepEqual(routeOf(['b', 'a']).paths, ['a', 'b']);
+  });
+
+  it('accepts a run one worker serves whole', () => {
+    assert.deepEqual(routingIssues(demo, [worker('w', ['demo/general', 'demo/cartoon', 'x'])]), []);
+  });
+
+  it('names the LoadModel whose folder no worker has', () => {
+    const issues = routingIssues(demo, [worker('w', ['demo/general'])]);
+    assert.deepEqual(issues.map((i) => [i.node, i.field, i.code, i.actual]), [['other_model', 'params.path', 'model_unavailable', 'demo/cartoon']]);
+  });
+
+  it('names every LoadModel when the folders exist but never on one worker', () => {
+    const issues = routingIssues(demo, [worker('a', ['demo/general']), worker('b', ['demo/cartoon'])]);
+    assert.deepEqual(issues.map((i) => i.node).sort(), ['base_model', 'other_model']);
+    assert.match(issues[0]!.message, /no single live worker/);
+  });
+
+  it('says so when no worker is connected', () => {
+    assert.match(routingIssues(demo, [])[0]!.message, /no worker is connected/);
+  });
+});
