@@ -24,6 +24,7 @@ import { highlightCompatibleSockets } from './pick-highlight.js';
 import { fitTransform, freeSpot } from './placement.js';
 import type { Schemes } from './schemes.js';
 import { FuseConnection, FuseNode } from './schemes.js';
+import { RENAME_EVENT } from './views/FuseNodeView.js';
 
 export type ToastKind = 'info' | 'error' | 'success';
 
@@ -99,6 +100,8 @@ export class FuseEditor {
       nodeBox: (id) => this.nodeBox(id),
       zoom: () => this.p.area.area.transform.k,
       moveNodes: async (ids, dx, dy) => {
+        // rete moves every selected node along with a moved one; the group moves each member itself.
+        if (this.selectedIds().length) await this.p.selector.unselectAll();
         for (const id of ids) {
           const pos = this.p.area.nodeViews.get(id)?.position;
           if (pos) await this.p.area.translate(id, { x: pos.x + dx, y: pos.y + dy });
@@ -115,6 +118,7 @@ export class FuseEditor {
     this.unbind.push(
       highlightCompatibleSockets(this.p.editor, this.p.connection, container),
       this.openSearchOnDoubleClick(container),
+      renameOnDoublePress(container),
       watchLinkDrops(this.p.editor, this.p.connection, container, (dragged, x, y) => this.openLinkDropMenu(dragged, x, y)),
       enableBoxSelect(this.p.area, {
         boxes: () => this.nodes().map((n) => ({
@@ -512,6 +516,30 @@ export class FuseEditor {
     const { x, y, k } = this.p.area.area.transform;
     return { x: (clientX - rect.left - x) / k, y: (clientY - rect.top - y) / k };
   }
+}
+
+/** Two presses on one node's title within this time are a double-click. */
+const DOUBLE_PRESS_MS = 400;
+
+/**
+ * A double-click on a node's title renames it. A press on a node re-orders its element for rete, so the browser
+ * sends neither click nor dblclick there: the second press on the same title in time is the double-click.
+ */
+function renameOnDoublePress(container: HTMLElement): () => void {
+  let last: { title: Element; at: number } | null = null;
+  const onDown = (e: PointerEvent) => {
+    const title = e.target instanceof Element && container.contains(e.target) ? e.target.closest('.fg-node-title') : null;
+    if (title && last?.title === title && e.timeStamp - last.at < DOUBLE_PRESS_MS) {
+      last = null;
+      e.stopPropagation();
+      e.preventDefault();
+      title.dispatchEvent(new CustomEvent(RENAME_EVENT));
+      return;
+    }
+    last = title ? { title, at: e.timeStamp } : null;
+  };
+  window.addEventListener('pointerdown', onDown, true);
+  return () => window.removeEventListener('pointerdown', onDown, true);
 }
 
 function nextFrame(): Promise<void> {

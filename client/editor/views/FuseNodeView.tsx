@@ -44,6 +44,9 @@ function stateLabel(status: NodeStatus): string {
   return STATE_LABEL[state] ?? state;
 }
 
+/** Sent to a node's title element to start renaming it. */
+export const RENAME_EVENT = 'fg-rename';
+
 function useNodeStatus(store: NodeStatusStore, id: string): NodeStatus {
   return useSyncExternalStore((cb) => store.subscribe(id, cb), () => store.get(id));
 }
@@ -71,6 +74,15 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
   const modelPaths = useSyncExternalStore(services.models.subscribe, services.models.paths);
   const ref = useRef<HTMLDivElement>(null);
   const [renaming, setRenaming] = useState(false);
+  const titleRef = useRef<HTMLSpanElement>(null);
+  // The editor sends RENAME_EVENT on a double press of the title (see FuseEditor.renameOnDoublePress).
+  useLayoutEffect(() => {
+    const el = titleRef.current;
+    if (!el) return;
+    const start = () => setRenaming(true);
+    el.addEventListener(RENAME_EVENT, start);
+    return () => el.removeEventListener(RENAME_EVENT, start);
+  }, [renaming]);
   useMeasure(ref, node, services.nodeResized);
 
   const issuesByField = new Map<string, string[]>();
@@ -119,7 +131,7 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
             }}
           />
         ) : (
-          <span className="fg-node-title" title="Double-click to rename" onDoubleClick={(e) => { e.stopPropagation(); setRenaming(true); }}>
+          <span ref={titleRef} className="fg-node-title" title="Double-click to rename">
             {node.title ?? node.label}
           </span>
         )}
