@@ -153,13 +153,16 @@ export class FuseEditor {
 
   /**
    * Double-click on bare canvas opens the node search there, as in ComfyUI (rete would zoom instead). Listening on
-   * the window in the capture phase runs before the area's own handler, which is then stopped.
+   * the window in the capture phase runs before the area's own handler, which is then stopped. Widgets inside nodes
+   * get no dblclick then; text selection by double-click is the browser's default action and still works.
    */
   private openSearchOnDoubleClick(container: HTMLElement): () => void {
     const onDouble = (e: MouseEvent) => {
       const target = e.target instanceof Element ? e.target : null;
-      if (!target || !container.contains(target) || target.closest('.fg-node, .fg-menu, .fg-group, .fg-note, [data-testid="minimap"]')) return;
+      if (!target || !container.contains(target) || target.closest('.fg-menu, .fg-group, .fg-note, [data-testid="minimap"]')) return;
+      // No double-click zoom on nodes either: it would fire when renaming a title.
       e.stopPropagation();
+      if (target.closest('.fg-node')) return;
       e.preventDefault();
       this.p.area.area.setPointerFrom(e);
       void this.p.area.emit({ type: 'contextmenu', data: { event: new MouseEvent('contextmenu', { clientX: e.clientX, clientY: e.clientY }), context: 'root' } });
