@@ -22,6 +22,7 @@ import type { NodeUi } from './node-ui-action.js';
 import { NodeUiAction } from './node-ui-action.js';
 import { highlightCompatibleSockets } from './pick-highlight.js';
 import { fitTransform, freeSpot } from './placement.js';
+import { samplerNoiseSource, scheduleRole, scheduleSegments } from './schedule.js';
 import type { Schemes } from './schemes.js';
 import { FuseConnection, FuseNode } from './schemes.js';
 import { RENAME_EVENT } from './views/FuseNodeView.js';
@@ -57,6 +58,8 @@ export class FuseEditor {
   private readonly p: Plugins;
   private meta: GraphMeta | undefined;
   private readonly annotations: Annotations;
+  private revision = 0;
+  private readonly revisionListeners = new Set<() => void>();
   private loading = false;
   private refusedWhileLoading: string[] = [];
   private lastParamEdit: { action: ParamChangeAction; at: number } | null = null;
@@ -92,6 +95,22 @@ export class FuseEditor {
         models: services.models,
         setNodeUi: (id, patch) => this.setNodeUi([id], () => patch),
         nodeResized: () => this.annotations.render(),
+        graph: { subscribe: (l) => this.subscribeGraph(l), revision: () => this.graphRevision() },
+        schedule: (id) => {
+          const model = this.toModel();
+          const node = model.nodes.find((n) => n.id === id);
+          const def = node && this.services.registry.get(node.type);
+          const role = def && scheduleRole(def);
+          const start = role === 'switch' ? id : role === 'sampler' ? samplerNoiseSource(model, id) : undefined;
+          return start ? scheduleSegments(model, start) : [];
+        },
+        setParamFromView: (id, name, value) => {
+          this.setParam(id, name, value);
+          const node = this.p.editor.getNode(id);
+          if (!node) return;
+          node.paramRevision++;
+          void this.p.area.update('node', id);
+        },
       },
       menuItems,
     );
@@ -108,7 +127,7 @@ export class FuseEditor {
         }
       },
       changed: () => {
-        if (!this.loading) services.onChange();
+        if (!this.loading) this.graphChanged();
       },
     });
     guardConnections(this.p.editor, this.p.connection, (reason) => {
@@ -129,7 +148,7 @@ export class FuseEditor {
       }),
     );
     const changed = () => {
-      if (!this.loading) services.onChange();
+      if (!this.loading) this.graphChanged();
     };
     this.p.editor.addPipe((ctx) => {
       if (['nodecreated', 'noderemoved', 'connectioncreated', 'connectionremoved'].includes(ctx.type)) changed();
@@ -144,6 +163,20 @@ export class FuseEditor {
       return ctx;
     });
   }
+
+  /** Every change of the graph: the app persists it, and views that read the wiring (timelines) refresh. */
+  private graphChanged(): void {
+    this.revision++;
+    for (const l of this.revisionListeners) l();
+    this.services.onChange();
+  }
+
+  readonly subscribeGraph = (l: () => void): (() => void) => {
+    this.revisionListeners.add(l);
+    return () => this.revisionListeners.delete(l);
+  };
+
+  readonly graphRevision = (): number => this.revision;
 
   destroy(): void {
     for (const unbind of this.unbind) unbind();
@@ -231,7 +264,7 @@ export class FuseEditor {
     const refused = this.refusedWhileLoading;
     if (refused.length) this.services.toast(`Left out ${refused.length} invalid link${refused.length === 1 ? '' : 's'}: ${refused[0]}`, 'error');
     await this.zoomToFit(true);
-    this.services.onChange();
+    this.graphChanged();
   }
 
   /** Adds a model's nodes and links next to the existing ones (paste, duplicate); ids that collide are renamed. */
@@ -307,7 +340,7 @@ export class FuseEditor {
     node.color = ui.color;
     node.collapsed = ui.collapsed ?? false;
     void this.p.area.update('node', id);
-    this.services.onChange();
+    this.graphChanged();
   }
 
   /** Frames the selection in a new group (Ctrl+G). */
@@ -464,6 +497,8 @@ export class FuseEditor {
     await this.p.area.area.zoom(k, 0, 0);
     await this.p.area.area.translate(x, y);
     this.annotations.render();
+    // Counts fits on the canvas element, so a test (or a person in devtools) can tell a fit has landed.
+    this.p.area.container.dataset.fits = String(Number(this.p.area.container.dataset.fits ?? 0) + 1);
   }
 
   /** The current zoom, for tests and the status line. */
@@ -489,7 +524,7 @@ export class FuseEditor {
       this.lastParamEdit = { action, at: now };
     }
     this.services.onParamEdited(nodeId, name);
-    this.services.onChange();
+    this.graphChanged();
   }
 
   /** Undo/redo of a widget edit: the widget shows the value only after the node re-renders. */
@@ -499,7 +534,7 @@ export class FuseEditor {
     node.params[name] = value;
     node.paramRevision++;
     void this.p.area.update('node', nodeId);
-    this.services.onChange();
+    this.graphChanged();
   }
 
   /** Area coordinates of the last pointer position over the canvas. */

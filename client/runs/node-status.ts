@@ -21,6 +21,8 @@ export interface NodeStatus {
   readonly issues?: readonly GraphIssue[];
   /** Evaluated at every step of a sampler rather than once: its state follows that sampler's. */
   readonly perStep?: boolean;
+  /** For a per-step node, the timestep its sampler is at. */
+  readonly t?: number;
 }
 
 export const EMPTY_STATUS: NodeStatus = Object.freeze({});
@@ -40,8 +42,13 @@ export function applyRunMessage(map: StatusMap, msg: ServerFrame, feeds: StepFee
     return [id];
   };
   const prev = (id: string) => map.get(id) ?? EMPTY_STATUS;
-  const fed = (sampler: string, state: NodeRunState) =>
-    (feeds.get(sampler) ?? []).flatMap((id) => (prev(id).state === state ? [] : set(id, { ...prev(id), state, perStep: true })));
+  const fed = (sampler: string, state: NodeRunState, t?: number) =>
+    (feeds.get(sampler) ?? []).flatMap((id) => {
+      const p = prev(id);
+      if (p.state === state && p.t === t) return [];
+      const { t: _old, ...rest } = p;
+      return set(id, { ...rest, state, perStep: true, ...(t !== undefined ? { t } : {}) });
+    });
   switch (msg.type) {
     case 'node_started':
       return [...set(msg.node, { ...prev(msg.node), state: 'running', error: undefined, progress: undefined }), ...fed(msg.node, 'running')];
@@ -50,7 +57,7 @@ export function applyRunMessage(map: StatusMap, msg: ServerFrame, feeds: StepFee
     case 'progress':
       return [
         ...set(msg.node, { ...prev(msg.node), state: 'running', progress: { step: msg.step, steps: msg.steps, t: msg.t } }),
-        ...fed(msg.node, 'running'),
+        ...fed(msg.node, 'running', msg.t),
       ];
     case 'preview':
       return set(msg.node, { ...prev(msg.node), preview: msg.image });

@@ -4,7 +4,7 @@ import type { Page } from 'playwright-core';
 import type { TemplateInfo } from '../../nodes/protocol.js';
 import { READABLE_ZOOM } from '../../client/editor/placement.js';
 import type { Harness } from './harness.js';
-import { api, browserSuiteSkip, canvasZoom, exportGraph, openTemplate, screenshot, startHarness, VIEWPORTS } from './harness.js';
+import { api, browserSuiteSkip, canvasZoom, exportGraph, openTemplate, screenshot, SHOTS, startHarness, VIEWPORTS } from './harness.js';
 
 const SUITE = 'editor habits (Chromium, real server, tiny models)';
 
@@ -69,21 +69,16 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     for (const v of VIEWPORTS) {
       await page.setViewportSize(v);
       for (const t of templates) {
+        const fits = await page.getAttribute('[data-testid=canvas]', 'data-fits');
         await openTemplate(page, t.name);
-        await waitGraph(page, new RegExp((t.meta?.name ?? t.name).slice(0, 12).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
-        await page.waitForFunction(() => !document.querySelector('.fg-dropdown-menu'));
-        // The fit runs after the nodes have measured themselves; wait for the transform to settle on a readable zoom.
-        await page.waitForFunction((min) => {
-          const holder = document.querySelector('[data-testid=canvas] > div') as HTMLElement | null;
-          const m = /scale\(([\d.e-]+)\)/.exec(holder?.style.transform ?? '');
-          return m !== null && Number(m[1]) >= min;
-        }, READABLE_ZOOM);
+        // The fit runs once the nodes have measured themselves; the canvas counts fits.
+        await page.waitForFunction((n) => document.querySelector('[data-testid=canvas]')?.getAttribute('data-fits') !== n, fits);
         const k = await canvasZoom(page);
         const canvas = await rect(page, '[data-testid=canvas]');
         const nodes = await nodeRects(page);
         // The smallest running text (11 px labels) is at least 10 px on screen.
         const label = await page.locator('.fg-param-label').first().evaluate((e) => e.getBoundingClientRect().height);
-        assert.ok(11 * k >= 10 - 1e-9 && label >= 10, `${t.name} at ${v.width}: zoom ${k}, label ${label}px`);
+        assert.ok(k >= READABLE_ZOOM - 1e-9 && label >= 10, `${t.name} at ${v.width}: zoom ${k}, label ${label}px`);
         if (k < 1 - 1e-6 || nodes.every((n) => inside(n, canvas))) {
           assert.ok(nodes.every((n) => inside(n, canvas)), `${t.name} at ${v.width}: fitted, so every node is in the free canvas`);
         } else {
@@ -288,6 +283,34 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     await page.reload();
     await page.waitForSelector('.fg-group');
     assert.equal(await page.locator('.fg-note textarea').inputValue(), 'SNB while t > 20, then the general model');
+  });
+
+  it('shows the fusion schedule as a timeline on the switch and the samplers, and dragging the split edits t', async () => {
+    await openTemplate(page, 'demo-fusion');
+    await waitGraph(page, /Demo/);
+    const spans = (node: string) => page.locator(`[data-node-id="${node}"] [data-testid=timeline-span]`).evaluateAll((els) =>
+      els.map((e) => [e.getAttribute('data-label'), Number(e.getAttribute('data-from')), Number(e.getAttribute('data-to'))]));
+    // Demo graph: SNB while t > 20, then the general model alone.
+    const fused = [['blend', 1000, 20], ['general', 20, 0]];
+    await page.waitForFunction(() => document.querySelectorAll('[data-node-id="sample_other"] [data-testid=timeline-span]').length === 1);
+    assert.deepStrictEqual(await spans('schedule'), fused);
+    assert.deepStrictEqual(await spans('sample_fused'), fused);
+    assert.deepStrictEqual(await spans('sample_base'), [['general', 1000, 0]]);
+    assert.deepStrictEqual(await spans('sample_other'), [['cartoon', 1000, 0]]);
+
+    await page.keyboard.press('f');
+    const bar = await rect(page, '[data-node-id="schedule"] .fg-timeline-bar');
+    const handle = await rect(page, '[data-node-id="schedule"] [data-testid=timeline-split]');
+    await page.mouse.move(handle.x + handle.width / 2, handle.y + handle.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(bar.x + bar.width * 0.4, handle.y + handle.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const t = (await exportGraph(page)).nodes.schedule?.params?.t as number;
+    // 40 % along 1000 → 0 is t = 600, give or take one screen pixel of this zoomed-out bar.
+    assert.ok(Math.abs(t - 600) <= Math.ceil(1000 / bar.width / 10) * 10 + 10, `t = ${t}`);
+    assert.deepStrictEqual(await spans('sample_fused'), [['blend', 1000, t], ['general', t, 0]]);
+    assert.equal(await page.locator('[data-node-id="schedule"] [data-param="t"] input').inputValue(), String(t));
+    await page.locator('[data-node-id="schedule"]').screenshot({ path: `${SHOTS}/timeline-switch.png` });
   });
 
   it('logged no console errors', () => {

@@ -45,8 +45,12 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     await h?.close();
   });
 
-  it('Cancel stops the run the canvas shows, which is the running one; per-step nodes and a cancelled sampler say what happened (16.1, 16.7, 16.9)', async () => {
+  it('Cancel stops the run the canvas shows, which is the running one; per-step nodes and a cancelled sampler say what happened (16.1, 16.7, 16.9)', async (t) => {
     await api(h.server, '/api/test/gate', { hold: true });
+    // Whatever happens here, the next test needs runs to flow.
+    t.after(async () => {
+      await api(h.server, '/api/test/gate', { hold: false });
+    });
     for (const seed of ['1', '2', '3']) {
       await setParam(page, 'noise', 'seed', seed);
       await page.click('[data-testid=run]');
@@ -91,6 +95,13 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     const sampler = page.locator('.fg-node[data-node-type=DDIMStep][data-state=running]').first();
     await sampler.locator('.fg-progress-text').waitFor();
     const samplerId = await sampler.getAttribute('data-node-id');
+    // The schedule timeline's cursor stands at the t the sampler is at.
+    await page.waitForFunction((id) => {
+      const node = document.querySelector(`[data-node-id="${id}"]`);
+      const cursor = node?.querySelector('[data-testid=timeline-cursor]')?.getAttribute('data-t');
+      const t = /t = (\d+)/.exec(node?.querySelector('.fg-progress-text')?.textContent ?? '')?.[1];
+      return cursor != null && t !== undefined && Math.round(Number(cursor)) === Number(t);
+    }, samplerId);
     await page.click('[data-testid=cancel]');
     await shown(page, run3, 'cancelled');
     const stopped = page.locator(`[data-node-id="${samplerId}"]`);
@@ -105,7 +116,6 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     await page.waitForFunction(() => /txt2img|Text to image/i.test(document.querySelector('.fg-graph-name')?.textContent ?? ''));
     assert.equal(await page.locator('[data-testid=run-status]').count(), 0);
     assert.equal(await page.locator('.fg-node[data-state=cancelled]').count(), 0);
-    await api(h.server, '/api/test/gate', { hold: false });
   });
 
   it('shows a paused queue everywhere with a way out; queues at the front, moves to the front and clears (16.2)', async () => {

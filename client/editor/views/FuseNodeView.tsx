@@ -11,7 +11,10 @@ import type { NodeStatusStore } from '../../runs/node-status-store.js';
 import type { ParamValue } from '../graph-convert.js';
 import type { NodeUi } from '../node-ui-action.js';
 import type { FuseNode, Schemes } from '../schemes.js';
+import type { ScheduleSegment } from '../schedule.js';
+import { scheduleRole } from '../schedule.js';
 import { NodeRunStatus } from './NodeRunStatus.js';
+import { ScheduleTimeline } from './ScheduleTimeline.js';
 
 const { RefSocket } = Presets.classic;
 
@@ -25,6 +28,12 @@ export interface NodeViewServices {
   readonly setNodeUi: (nodeId: string, patch: NodeUi) => void;
   /** The node's measured size changed (groups around it follow). */
   readonly nodeResized: () => void;
+  /** Bumps on every graph change, for views that read the wiring. */
+  readonly graph: { readonly subscribe: (l: () => void) => () => void; readonly revision: () => number };
+  /** The fusion schedule a switch or sampler shows, from the wired graph. */
+  readonly schedule: (nodeId: string) => ScheduleSegment[];
+  /** A param edited outside its widget (the timeline's handle): the widget shows the new value. */
+  readonly setParamFromView: (nodeId: string, name: string, value: ParamValue) => void;
 }
 
 interface Props {
@@ -163,9 +172,25 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
       {[...issuesByField.entries()].filter(([f]) => f in node.def.inputs).map(([f, msgs]) => (
         <div key={f} className="fg-node-error" role="alert">{f}: {msgs.join('; ')}</div>
       ))}
+      {!node.collapsed && scheduleRole(node.def) && <NodeSchedule node={node} status={status} services={services} />}
       {!node.collapsed && <NodeRunStatus status={status} nodeIssues={nodeIssues} onOpenImage={services.openImage} />}
     </div>
   );
+}
+
+/** The schedule timeline of a switch or sampler, recomputed whenever the graph changes. */
+function NodeSchedule({ node, status, services }: { node: FuseNode; status: NodeStatus; services: NodeViewServices }) {
+  useSyncExternalStore(services.graph.subscribe, services.graph.revision);
+  const segments = services.schedule(node.id);
+  if (!segments.length) return null;
+  const role = scheduleRole(node.def);
+  const running = status.state === 'running';
+  const cursor = running ? (role === 'sampler' ? status.progress?.t : status.t) : undefined;
+  const tDef = node.def.params.t;
+  const split = role === 'switch' && tDef?.kind === 'int'
+    ? { t: Number(node.params.t ?? tDef.default), step: tDef.step ?? 1, onChange: (t: number) => services.setParamFromView(node.id, 't', t) }
+    : undefined;
+  return <ScheduleTimeline segments={segments} {...(cursor !== undefined ? { cursor } : {})} {...(split ? { split } : {})} />;
 }
 
 function formatMs(ms: number): string {
