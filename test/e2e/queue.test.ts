@@ -143,6 +143,13 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     await page.waitForFunction((ids) => [...document.querySelectorAll('[data-testid=queue-item]')].map((e) => e.getAttribute('data-run-id')).join() === ids,
       pending.map((r) => r.id).join());
 
+    // Picking a queued run shows it on the canvas (and the toolbar's Cancel would act on it); picking it again lets go.
+    const picked = pending[1]!.id;
+    await page.click(`[data-run-id="${picked}"] .fg-queue-main`);
+    await shown(page, picked, 'queued');
+    assert.equal(await page.textContent('[data-testid=run-position]'), '1 ahead');
+    await page.click(`[data-run-id="${picked}"] .fg-queue-main`);
+
     const last = pending[2]!.id;
     await page.click(`[data-run-id="${last}"] [data-testid=queue-front]`);
     await page.waitForFunction((id) => document.querySelector('[data-testid=queue-item]')?.getAttribute('data-run-id') === id, last);
