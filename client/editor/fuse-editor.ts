@@ -501,10 +501,6 @@ export class FuseEditor {
     this.p.area.container.dataset.fits = String(Number(this.p.area.container.dataset.fits ?? 0) + 1);
   }
 
-  /** The current zoom, for tests and the status line. */
-  zoom(): number {
-    return this.p.area.area.transform.k;
-  }
 
   /** A widget edit: applied at once, recorded for undo, folded with the previous edit of the same field. */
   setParam(nodeId: string, name: string, value: ParamValue): void {

@@ -258,7 +258,7 @@ export class RunController {
       this.progress.delete(id);
       this.patchQueue({ pending: this.queue.pending.filter((r) => r.id !== id), running: this.queue.running.filter((r) => r.id !== id) });
       if (this.state.selected === id) this.set({ ...this.state, selected: null });
-      if (this.state.active?.runId !== id) this.maps.delete(id);
+      if (this.state.active?.runId !== id) this.forget(id);
       else {
         // The shown run ended: if another one is running, that is the one to watch now.
         const next = this.queue.running[0]?.id;
@@ -266,6 +266,12 @@ export class RunController {
       }
       this.refreshQueue();
     }
+  }
+
+  /** Drops what the page kept about a finished run it does not show. */
+  private forget(id: string): void {
+    for (const m of [this.maps, this.feeds, this.names, this.owners]) m.delete(id);
+    this.detailsAsked.delete(id);
   }
 
   /** Shows run `runId` on the canvas: its node states replace what was shown (validation issues stay). */
@@ -295,7 +301,7 @@ export class RunController {
       for (const k of m.keys()) changed.add(k);
       return [...changed];
     });
-    for (const [id] of this.maps) if (id !== runId && !this.queued(id) && !this.running(id)) this.maps.delete(id);
+    for (const [id] of this.maps) if (id !== runId && !this.queued(id) && !this.running(id)) this.forget(id);
     this.deps.storage?.setItem(ACTIVE_KEY, runId);
     this.set({ ...this.state, active: { runId, status: status ?? 'queued', ...(status === 'queued' && position >= 0 ? { position } : {}) } });
   }
