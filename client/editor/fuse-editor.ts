@@ -553,24 +553,25 @@ export class FuseEditor {
 }
 
 /** Two presses on one node's title within this time are a double-click. */
-const DOUBLE_PRESS_MS = 400;
+const DOUBLE_PRESS_MS = 500;
 
 /**
  * A double-click on a node's title renames it. A press on a node re-orders its element for rete, so the browser
  * sends neither click nor dblclick there: the second press on the same title in time is the double-click.
  */
 function renameOnDoublePress(container: HTMLElement): () => void {
-  let last: { title: Element; at: number } | null = null;
+  let last: { node: string; at: number } | null = null;
   const onDown = (e: PointerEvent) => {
     const title = e.target instanceof Element && container.contains(e.target) ? e.target.closest('.fg-node-title') : null;
-    if (title && last?.title === title && e.timeStamp - last.at < DOUBLE_PRESS_MS) {
+    const node = title?.closest('[data-node-id]')?.getAttribute('data-node-id') ?? null;
+    if (title && node && last?.node === node && e.timeStamp - last.at < DOUBLE_PRESS_MS) {
       last = null;
       e.stopPropagation();
       e.preventDefault();
       title.dispatchEvent(new CustomEvent(RENAME_EVENT));
       return;
     }
-    last = title ? { title, at: e.timeStamp } : null;
+    last = node ? { node, at: e.timeStamp } : null;
   };
   window.addEventListener('pointerdown', onDown, true);
   return () => window.removeEventListener('pointerdown', onDown, true);

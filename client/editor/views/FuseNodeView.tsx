@@ -91,7 +91,7 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
     const start = () => setRenaming(true);
     el.addEventListener(RENAME_EVENT, start);
     return () => el.removeEventListener(RENAME_EVENT, start);
-  }, [renaming]);
+  });
   useMeasure(ref, node, services.nodeResized);
 
   const issuesByField = new Map<string, string[]>();
