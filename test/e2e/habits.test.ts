@@ -44,6 +44,26 @@ async function emptyPoint(page: Page): Promise<{ x: number; y: number }> {
   return p;
 }
 
+/** Pans the canvas (drags bare canvas, as a user would) until `selector` sits near its top-left corner at the current zoom. */
+async function panTo(page: Page, selector: string): Promise<void> {
+  for (let i = 0; i < 8; i++) {
+    const node = await rect(page, selector);
+    const canvas = await rect(page, '[data-testid=canvas]');
+    const dx = node.x - (canvas.x + 80);
+    const dy = node.y - (canvas.y + 80);
+    if (Math.abs(dx) < 40 && Math.abs(dy) < 40) return;
+    const p = await emptyPoint(page);
+    const step = {
+      x: Math.max(-(canvas.x + canvas.width - p.x - 10), Math.min(p.x - canvas.x - 10, dx)),
+      y: Math.max(-(canvas.y + canvas.height - p.y - 10), Math.min(p.y - canvas.y - 10, dy)),
+    };
+    await page.mouse.move(p.x, p.y);
+    await page.mouse.down();
+    await page.mouse.move(p.x - step.x, p.y - step.y, { steps: 8 });
+    await page.mouse.up();
+  }
+}
+
 async function waitGraph(page: Page, pattern: RegExp): Promise<void> {
   await page.waitForFunction((src) => new RegExp(src, 'i').test(document.querySelector('.fg-graph-name')?.textContent ?? ''), pattern.source);
 }
@@ -205,6 +225,7 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
       it('bypasses, mutes, collapses, renames and colours nodes, undoably, into the v2 format', async () => {
         await openTemplate(page, 'demo-fusion');
         await waitGraph(page, /Demo/);
+        await panTo(page, '[data-node-id="schedule"]');
         const node = page.locator('[data-node-id="schedule"]');
         await node.locator('.fg-node-title').click();
         await page.keyboard.press('Control+b');
@@ -300,20 +321,7 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
         assert.deepStrictEqual(await spans('sample_base'), [['general', 1000, 0]]);
         assert.deepStrictEqual(await spans('sample_other'), [['cartoon', 1000, 0]]);
 
-        // Pan (drag the bare canvas) until the switch is in view at 100 %.
-        for (let i = 0; i < 8; i++) {
-          const node = await rect(page, '[data-node-id="schedule"]');
-          const canvas = await rect(page, '[data-testid=canvas]');
-          const dx = node.x - (canvas.x + 80);
-          const dy = node.y - (canvas.y + 80);
-          if (Math.abs(dx) < 40 && Math.abs(dy) < 40) break;
-          const p = await emptyPoint(page);
-          const step = { x: Math.max(-(canvas.x + canvas.width - p.x - 10), Math.min(p.x - canvas.x - 10, dx)), y: Math.max(-(canvas.y + canvas.height - p.y - 10), Math.min(p.y - canvas.y - 10, dy)) };
-          await page.mouse.move(p.x, p.y);
-          await page.mouse.down();
-          await page.mouse.move(p.x - step.x, p.y - step.y, { steps: 8 });
-          await page.mouse.up();
-        }
+        await panTo(page, '[data-node-id="schedule"]');
         const bar = await rect(page, '[data-node-id="schedule"] .fg-timeline-bar');
         const handle = await rect(page, '[data-node-id="schedule"] [data-testid=timeline-split]');
         await page.mouse.move(handle.x + handle.width / 2, handle.y + handle.height / 2);

@@ -121,7 +121,11 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
     >
       <header className="fg-node-header" title={node.def.description}>
         <button type="button" className="fg-node-collapse" title={node.collapsed ? 'Expand' : 'Collapse'} data-testid="node-collapse"
-          {...stopCanvasEvents} onClick={() => services.setNodeUi(node.id, { collapsed: !node.collapsed })}>{node.collapsed ? '▸' : '▾'}</button>
+          {...stopCanvasEvents}
+          // rete may re-order the node's element under a press, and a moved element gets no click: the release toggles,
+          // and a click counts only from the keyboard (detail 0).
+          onPointerUp={(e) => e.button === 0 && services.setNodeUi(node.id, { collapsed: !node.collapsed })}
+          onClick={(e) => e.detail === 0 && services.setNodeUi(node.id, { collapsed: !node.collapsed })}>{node.collapsed ? '▸' : '▾'}</button>
         {renaming ? (
           <input
             className="fg-input fg-node-rename"
