@@ -84,11 +84,15 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const [renaming, setRenaming] = useState(false);
   const titleRef = useRef<HTMLSpanElement>(null);
+  const renameCancelled = useRef(false);
   // The editor sends RENAME_EVENT on a double press of the title (see FuseEditor.renameOnDoublePress).
   useLayoutEffect(() => {
     const el = titleRef.current;
     if (!el) return;
-    const start = () => setRenaming(true);
+    const start = () => {
+      renameCancelled.current = false;
+      setRenaming(true);
+    };
     el.addEventListener(RENAME_EVENT, start);
     return () => el.removeEventListener(RENAME_EVENT, start);
   });
@@ -135,10 +139,18 @@ export function FuseNodeView({ data: node, emit, services }: Props) {
             {...stopCanvasEvents}
             onKeyDown={(e) => {
               if (e.key === 'Enter') e.currentTarget.blur();
-              if (e.key === 'Escape') setRenaming(false);
+              if (e.key === 'Escape') {
+                renameCancelled.current = true;
+                setRenaming(false);
+              }
             }}
             onBlur={(e) => {
               setRenaming(false);
+              // Removing the focused input (Escape) may blur it too; that blur keeps the old title.
+              if (renameCancelled.current) {
+                renameCancelled.current = false;
+                return;
+              }
               const t = e.currentTarget.value.trim();
               services.setNodeUi(node.id, { title: !t || t === node.label ? undefined : t });
             }}
