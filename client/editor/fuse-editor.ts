@@ -102,7 +102,7 @@ export class FuseEditor {
           const def = node && this.services.registry.get(node.type);
           const role = def && scheduleRole(def);
           const start = role === 'switch' ? id : role === 'sampler' ? samplerNoiseSource(model, id) : undefined;
-          return start ? scheduleSegments(model, start) : [];
+          return start ? scheduleSegments(model, start, (t) => this.services.registry.get(t)) : [];
         },
         setParamFromView: (id, name, value) => {
           this.setParam(id, name, value);

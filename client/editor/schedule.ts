@@ -32,14 +32,21 @@ function modelLabel(nodes: ReadonlyMap<string, ModelNode>, id: string): string {
  * a sampler's noise), as the run will decide it: a switch uses `before` while t > its threshold and `after` otherwise
  * (nodes/defs/fusion/switch-at-timestep.ts). Computed from the wired graph; unwired inputs leave gaps.
  */
-export function scheduleSegments(model: EditorModel, start: string): ScheduleSegment[] {
+export function scheduleSegments(model: EditorModel, start: string, defOf: (type: string) => NodeDef | undefined): ScheduleSegment[] {
   const nodes = new Map(model.nodes.map((n) => [n.id, n]));
   const source = (target: string, input: string) => model.links.find((l) => l.target === target && l.targetInput === input)?.source;
   const out: ScheduleSegment[] = [];
   const walk = (id: string, hi: number, lo: number, depth: number): void => {
     const n = nodes.get(id);
-    if (!n || hi <= lo || depth > MAX_DEPTH) return;
-    if (n.type === 'SwitchAtTimestep' && n.mode !== 'bypass') {
+    if (!n || hi <= lo || depth > MAX_DEPTH || n.mode === 'mute') return;
+    if (n.mode === 'bypass') {
+      // A bypassed node passes its first linked NOISE input through (nodes/graph-modes.ts).
+      const def = defOf(n.type);
+      const through = Object.entries(def?.inputs ?? {}).find(([name, i]) => i.type === 'NOISE' && source(id, name))?.[0];
+      if (through) walk(source(id, through)!, hi, lo, depth + 1);
+      return;
+    }
+    if (n.type === 'SwitchAtTimestep') {
       const t = Math.min(hi, Math.max(lo, Number(n.params.t ?? 0)));
       const before = source(id, 'before');
       const after = source(id, 'after');
