@@ -171,7 +171,9 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
       it('drops a link dragged off an input without leaving the sockets dimmed (16.3)', async () => {
         const links = () => page.locator('.fg-connection:not(.fg-connection-pseudo)').count();
         const before = await links();
-        const socket = await rect(page, '[data-node-id="eps_base"] .fg-port-input[data-key="model"] .fg-socket');
+        // The issue's own case: the link into sample_fused.noise (NOISE inputs were left ringed).
+        await panTo(page, '[data-node-id="sample_fused"]');
+        const socket = await rect(page, '[data-node-id="sample_fused"] .fg-port-input[data-key="noise"] .fg-socket');
         const p = await emptyPoint(page);
         await page.mouse.move(socket.x + socket.width / 2, socket.y + socket.height / 2);
         await page.mouse.down();
