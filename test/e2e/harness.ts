@@ -156,3 +156,49 @@ export async function openTemplate(page: Page, name: string): Promise<void> {
   await page.click('text=Templates ▾');
   await page.click(`[data-template="${name}"]`);
 }
+
+export interface Rect { x: number; y: number; width: number; height: number }
+
+export async function rect(page: Page, selector: string): Promise<Rect> {
+  const b = await page.locator(selector).first().boundingBox();
+  assert.ok(b, selector);
+  return b;
+}
+
+/** A point of bare canvas inside the canvas rectangle, found by probing a grid (no fixed coordinates). */
+export async function emptyPoint(page: Page): Promise<{ x: number; y: number }> {
+  const p = await page.evaluate(() => {
+    const c = document.querySelector('[data-testid=canvas]')!.getBoundingClientRect();
+    for (let fy = 0.15; fy < 0.9; fy += 0.05) {
+      for (let fx = 0.1; fx < 0.9; fx += 0.05) {
+        const x = c.x + c.width * fx;
+        const y = c.y + c.height * fy;
+        const el = document.elementFromPoint(x, y);
+        if (el?.closest('[data-testid=canvas]') && !el.closest('.fg-node, .fg-connection, .fg-menu, [data-testid=minimap], .fg-group, .fg-note')) return { x, y };
+      }
+    }
+    return null;
+  });
+  assert.ok(p, 'some bare canvas is in view');
+  return p;
+}
+
+/** Pans the canvas (drags bare canvas, as a user would) until `selector` sits near its top-left corner at the current zoom. */
+export async function panTo(page: Page, selector: string): Promise<void> {
+  for (let i = 0; i < 8; i++) {
+    const node = await rect(page, selector);
+    const canvas = await rect(page, '[data-testid=canvas]');
+    const dx = node.x - (canvas.x + 80);
+    const dy = node.y - (canvas.y + 80);
+    if (Math.abs(dx) < 40 && Math.abs(dy) < 40) return;
+    const p = await emptyPoint(page);
+    const step = {
+      x: Math.max(-(canvas.x + canvas.width - p.x - 10), Math.min(p.x - canvas.x - 10, dx)),
+      y: Math.max(-(canvas.y + canvas.height - p.y - 10), Math.min(p.y - canvas.y - 10, dy)),
+    };
+    await page.mouse.move(p.x, p.y);
+    await page.mouse.down();
+    await page.mouse.move(p.x - step.x, p.y - step.y, { steps: 8 });
+    await page.mouse.up();
+  }
+}

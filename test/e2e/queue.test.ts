@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import type { QueueState, RunDetail } from '../../nodes/protocol.js';
 import type { Harness } from './harness.js';
-import { api, browserSuiteSkip, openTemplate, screenshot, setParam, SHOTS, startHarness, VIEWPORTS } from './harness.js';
+import { api, browserSuiteSkip, openTemplate, panTo, screenshot, setParam, SHOTS, startHarness, VIEWPORTS } from './harness.js';
 
 const SUITE = 'editor queue (Chromium, real server with the step gate, tiny models)';
 const SAMPLERS = ['sample_fused', 'sample_base', 'sample_other'];
@@ -108,7 +108,7 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     await page.waitForFunction((id) => document.querySelector(`[data-node-id="${id}"]`)?.getAttribute('data-state') === 'cancelled', samplerId);
     assert.match((await stopped.locator('.fg-progress-text').textContent()) ?? '', /stopped at step \d\/4/);
     assert.equal(await stopped.locator('[data-testid=node-state]').textContent(), 'cancelled');
-    await page.keyboard.press('f');
+    await panTo(page, `[data-node-id="${samplerId}"]`);
     await stopped.screenshot({ path: path.join(SHOTS, 'queue-cancelled-sampler.png') });
 
     // Opening another graph drops the finished run's badge and node states (16.8).
