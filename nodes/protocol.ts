@@ -201,3 +201,16 @@ export const WorkerInfoSchema = z.object({
   last_heartbeat: z.number(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
+
+/** GET /api/queue and the answers of POST /api/queue/pause|resume. `pending` is in the order the runs will start. */
+export const QueueStateSchema = z.object({
+  paused: z.boolean(),
+  concurrency: z.number(),
+  running: z.array(RunSummarySchema),
+  pending: z.array(RunSummarySchema),
+});
+export type QueueState = z.infer<typeof QueueStateSchema>;
+
+/** An entry of GET /api/models: a model folder under the models root (`error` when it cannot be read). */
+export const ModelListingSchema = z.looseObject({ path: z.string(), error: z.string().optional() });
+export type ModelListing = z.infer<typeof ModelListingSchema>;

@@ -2,8 +2,8 @@ import type { NodeDef } from '../../nodes/define.js';
 import { parseNodesResponse } from '../editor/node-registry.js';
 import { authHeaders } from './auth.js';
 import type { GraphIssue } from '../../nodes/graph-format.js';
-import type { RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
-import { ErrorBodySchema } from '../../nodes/protocol.js';
+import type { QueueState, RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
+import { ErrorBodySchema, ModelListingSchema, QueueStateSchema } from '../../nodes/protocol.js';
 
 /** An HTTP answer other than 2xx; `body` is the parsed JSON when there was one. */
 export class ApiError extends Error {
@@ -57,9 +57,9 @@ export type SubmitResult =
   | { readonly ok: false; readonly issues: readonly GraphIssue[] };
 
 /** A 400 with issues is an expected answer (the graph is wrong), not a failure of the call. */
-export async function submitRun(graph: unknown, clientId: string): Promise<SubmitResult> {
+export async function submitRun(graph: unknown, clientId: string, front = false): Promise<SubmitResult> {
   try {
-    const run = (await request('/api/runs', json({ graph, client_id: clientId }))) as SubmitAccepted;
+    const run = (await request('/api/runs', json({ graph, client_id: clientId, ...(front ? { front: true } : {}) }))) as SubmitAccepted;
     return { ok: true, run };
   } catch (e) {
     if (e instanceof ApiError && e.status === 400) {
@@ -84,6 +84,33 @@ export function fetchRun(id: string): Promise<RunDetail> {
 
 export async function cancelRun(id: string): Promise<void> {
   await request(`/api/runs/${encodeURIComponent(id)}`, { method: 'DELETE' });
+}
+
+export async function moveRunToFront(id: string): Promise<void> {
+  await request(`/api/runs/${encodeURIComponent(id)}/front`, { method: 'POST' });
+}
+
+export async function fetchQueue(): Promise<QueueState> {
+  return QueueStateSchema.parse(await request('/api/queue'));
+}
+
+/** Pauses or resumes the server's queue (the flag survives restarts) and returns the queue as it now is. */
+export async function setQueuePaused(paused: boolean): Promise<QueueState> {
+  return QueueStateSchema.parse(await request(`/api/queue/${paused ? 'pause' : 'resume'}`, { method: 'POST' }));
+}
+
+export async function clearQueue(): Promise<void> {
+  await request('/api/queue/clear', { method: 'POST' });
+}
+
+/** The model folders under the server's models root, by path relative to it; unreadable folders are left out. */
+export async function fetchModelPaths(): Promise<string[]> {
+  const body = (await request('/api/models')) as { models?: unknown };
+  const list = Array.isArray(body?.models) ? body.models : [];
+  return list.flatMap((m) => {
+    const parsed = ModelListingSchema.safeParse(m);
+    return parsed.success && !parsed.data.error ? [parsed.data.path] : [];
+  });
 }
 
 /**

@@ -15,12 +15,12 @@ export interface RunSocketOptions {
 const MAX_BACKOFF_MS = 10_000;
 
 /**
- * The WebSocket to `/ws`. It reconnects with backoff and re-sends its subscriptions on every open, so a server
- * restart or a dropped connection only costs the snapshot the server sends back.
+ * The WebSocket to `/ws`, following every run of the server (the queue panel shows them all). It reconnects with
+ * backoff and re-subscribes on every open, so a server restart or a dropped connection only costs the snapshot the
+ * server sends back.
  */
 export class RunSocket {
   private ws: WebSocket | null = null;
-  private readonly runs = new Set<string>();
   private backoff = 500;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
@@ -31,11 +31,6 @@ export class RunSocket {
   open(): void {
     this.closed = false;
     if (!this.ws) this.connect();
-  }
-
-  subscribe(runId: string): void {
-    this.runs.add(runId);
-    this.sendSubscription();
   }
 
   close(): void {
@@ -56,8 +51,8 @@ export class RunSocket {
     ws.addEventListener('open', () => {
       if (this.ws !== ws) return;
       this.backoff = 500;
+      ws.send(JSON.stringify({ type: 'subscribe', runs: 'all' }));
       this.opts.onState?.('open');
-      this.sendSubscription();
     });
     ws.addEventListener('message', (ev) => {
       if (typeof ev.data !== 'string') return;
@@ -80,10 +75,5 @@ export class RunSocket {
       this.timer = setTimeout(() => this.connect(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     });
-  }
-
-  private sendSubscription(): void {
-    if (this.ws?.readyState !== WebSocket.OPEN || this.runs.size === 0) return;
-    this.ws.send(JSON.stringify({ type: 'subscribe', runs: [...this.runs] }));
   }
 }

@@ -6,6 +6,8 @@ import type { AppActions } from './app-actions.js';
 
 interface Props {
   readonly actions: AppActions;
+  /** The graph has nothing in it: the canvas says how to add nodes. */
+  readonly empty: boolean;
   readonly onReady: (editor: FuseEditor | null) => void;
   readonly onGraphChange: () => void;
   readonly onOpenImage: (image: FileRef) => void;
@@ -15,7 +17,7 @@ interface Props {
  * The rete canvas, plus what can be dropped on it: palette entries (placed where dropped), graph .json files and
  * FuseGraph PNGs (opened).
  */
-export function EditorCanvas({ actions, onReady, onGraphChange, onOpenImage }: Props) {
+export function EditorCanvas({ actions, empty, onReady, onGraphChange, onOpenImage }: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const editorRef = useRef<FuseEditor | null>(null);
   const [dropping, setDropping] = useState(false);
@@ -33,6 +35,7 @@ export function EditorCanvas({ actions, onReady, onGraphChange, onOpenImage }: P
       onChange: () => latest.current.onGraphChange(),
       onParamEdited: (id, p) => actions.paramEdited(id, p),
       openImage: (img) => latest.current.onOpenImage(img),
+      models: actions.models,
     });
     editorRef.current = editor;
     onReady(editor);
@@ -84,6 +87,11 @@ export function EditorCanvas({ actions, onReady, onGraphChange, onOpenImage }: P
     >
       <div ref={ref} className="fg-canvas" data-testid="canvas" />
       {dropping && <div className="fg-drop-hint">Drop a graph .json or a FuseGraph .png to open it</div>}
+      {empty && !dropping && (
+        <div className="fg-empty-hint" data-testid="empty-hint">
+          Double-click the canvas to search nodes, drag one from the palette, or open a graph from Templates.
+        </div>
+      )}
     </div>
   );
 }

@@ -1,6 +1,7 @@
 import type { Graph } from '../../nodes/graph-format.js';
 import { fetchTemplate, fetchTemplates, graphFromPng } from '../api/http.js';
 import type { TemplateInfo } from '../../nodes/protocol.js';
+import type { ModelList } from '../api/model-list.js';
 import type { FuseEditor } from '../editor/fuse-editor.js';
 import type { EditorModel } from '../editor/graph-convert.js';
 import { importGraph, modelToGraph } from '../editor/graph-convert.js';
@@ -14,6 +15,8 @@ import { loadSavedGraph, saveGraph } from './persistence.js';
 /** The template opened on a first visit; the first listed one stands in when it is missing. */
 const DEMO_TEMPLATE = 'demo-fusion';
 const SAVE_DEBOUNCE_MS = 250;
+/** Toasts about the graph being opened replace each other: switching templates quickly leaves one, not a pile. */
+const OPEN_TOAST = 'open';
 
 /**
  * What the toolbar, shortcuts, drops and pastes do, in one place and independent of React: each entry point of the
@@ -28,6 +31,7 @@ export class AppActions {
     readonly status: NodeStatusStore,
     readonly toasts: ToastStore,
     readonly runs: RunController,
+    readonly models: ModelList,
   ) {}
 
   attach(editor: FuseEditor | null): void {
@@ -76,18 +80,39 @@ export class AppActions {
       return false;
     }
     const previous = editor.toModel();
-    this.status.replaceAll(new Map());
-    await editor.load(res.model);
-    for (const w of res.warnings.slice(0, 3)) this.toasts.push(w, 'info');
-    if (offerUndo && previous.nodes.length) {
-      this.toasts.push(`Opened ${source}`, 'success', { label: 'Undo', run: () => void this.restore(previous) });
+    await this.show(res.model);
+    const notes = [...res.warnings.slice(0, 2), ...(await this.missingModelsNote(res.model))];
+    const opened = offerUndo && previous.nodes.length > 0;
+    if (opened || notes.length) {
+      this.toasts.push(
+        [opened ? `Opened ${source}` : '', ...notes].filter(Boolean).join('. '),
+        notes.length ? 'info' : 'success',
+        { key: OPEN_TOAST, ...(opened ? { action: { label: 'Undo', run: () => void this.restore(previous) } } : {}) },
+      );
     }
     return true;
   }
 
-  private async restore(model: EditorModel): Promise<void> {
+  /** Puts a model on the canvas; what a finished run said belongs to the graph that was there. */
+  private async show(model: EditorModel): Promise<void> {
     this.status.replaceAll(new Map());
+    this.runs.forgetFinished();
     await this.editor?.load(model);
+  }
+
+  private async restore(model: EditorModel): Promise<void> {
+    await this.show(model);
+  }
+
+  /** Names the model folders a graph wants that the server does not have (the nodes flag them too). */
+  private async missingModelsNote(model: EditorModel): Promise<string[]> {
+    await this.models.refresh();
+    const wanted = model.nodes.flatMap((n) => Object.entries(this.registry.get(n.type)?.params ?? {})
+      .filter(([, d]) => d.kind === 'path' && d.root === 'models')
+      .map(([name]) => String(n.params[name] ?? '')));
+    const missing = [...new Set(wanted.filter((p) => !this.models.has(p)))];
+    if (!missing.length) return [];
+    return [`${missing.length === 1 ? 'Model' : 'Models'} not installed: ${missing.join(', ')}`];
   }
 
   async importText(text: string, source: string): Promise<boolean> {
@@ -177,7 +202,8 @@ export class AppActions {
     }
   }
 
-  async run(): Promise<void> {
+  /** Queues the graph; `front` puts it ahead of every queued run (Ctrl+Shift+Enter). */
+  async run(front = false): Promise<void> {
     const graph = this.exportGraph();
     if (!graph) return;
     if (!Object.keys(graph.nodes).length) {
@@ -185,15 +211,15 @@ export class AppActions {
       return;
     }
     try {
-      await this.runs.submit(graph);
+      await this.runs.submit(graph, front);
     } catch (e) {
       this.toasts.push(`Run not started: ${(e as Error).message}`, 'error');
     }
   }
 
-  async cancel(): Promise<void> {
+  async cancel(runId?: string): Promise<void> {
     try {
-      await this.runs.cancel();
+      await this.runs.cancel(runId);
     } catch (e) {
       this.toasts.push(`Cancel failed: ${(e as Error).message}`, 'error');
     }
@@ -203,9 +229,8 @@ export class AppActions {
     const editor = this.editor;
     if (!editor) return;
     const previous = editor.toModel();
-    this.status.replaceAll(new Map());
-    await editor.load({ nodes: [], links: [] });
-    if (previous.nodes.length) this.toasts.push('Started a new graph', 'info', { label: 'Undo', run: () => void this.restore(previous) });
+    await this.show({ nodes: [], links: [] });
+    if (previous.nodes.length) this.toasts.push('Started a new graph', 'info', { key: OPEN_TOAST, action: { label: 'Undo', run: () => void this.restore(previous) } });
   }
 
   /** Called on every graph change; writes to localStorage shortly after the last one. */

@@ -11,7 +11,7 @@ function isEditable(target: EventTarget | null): boolean {
 /**
  * Editor shortcuts, bound on the document with cleanup (rete-history's own keyboard extension cannot be
  * unbound, and would double up under React's development double-mount). While a widget has focus its keys are its
- * own, except Ctrl+Enter, which runs from anywhere, as in ComfyUI.
+ * own, except Ctrl+Enter (Ctrl+Shift+Enter: at the front of the queue), which runs from anywhere, as in ComfyUI.
  */
 export function useShortcuts(actions: AppActions, openPaste: () => void): void {
   useEffect(() => {
@@ -21,7 +21,7 @@ export function useShortcuts(actions: AppActions, openPaste: () => void): void {
       const mod = e.ctrlKey || e.metaKey;
       if (mod && e.key === 'Enter') {
         e.preventDefault();
-        void actions.run();
+        void actions.run(e.shiftKey);
         return;
       }
       if (isEditable(e.target) || document.querySelector('.fg-overlay')) return;
@@ -36,6 +36,9 @@ export function useShortcuts(actions: AppActions, openPaste: () => void): void {
       if (key === 'z' && !e.shiftKey) return handled(() => editor.undo());
       if (key === 'y' || (key === 'z' && e.shiftKey)) return handled(() => editor.redo());
       if (key === 'd') return handled(() => editor.duplicateSelected());
+      if (key === 'b') return handled(() => editor.toggleMode('bypass'));
+      if (key === 'm') return handled(() => editor.toggleMode('mute'));
+      if (key === 'g') return handled(() => editor.groupSelected());
       if (key === 'a') return handled(() => editor.selectAll());
       if (key === 's') return handled(() => actions.downloadGraph());
       if (key === 'o') return handled(openPaste);

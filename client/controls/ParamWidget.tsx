@@ -1,6 +1,7 @@
 import type { ReactNode } from 'react';
 import { useState } from 'react';
 import type { ParamDef } from '../../nodes/define.js';
+import { normalizeModelPath } from '../api/model-list.js';
 import type { ParamValue } from '../editor/graph-convert.js';
 import { CheckboxWidget } from './CheckboxWidget.js';
 import { NumberWidget } from './NumberWidget.js';
@@ -17,6 +18,8 @@ interface Props {
   readonly value: ParamValue;
   /** Validation messages about this param from the last submit. */
   readonly issues: readonly string[];
+  /** For model paths: the folders the server has (null: not known yet). */
+  readonly modelPaths?: readonly string[] | null;
   readonly onChange: (value: ParamValue) => void;
 }
 
@@ -24,7 +27,7 @@ const asNumber = (v: ParamValue, fallback: number) => (typeof v === 'number' ? v
 const asString = (v: ParamValue) => (v === null ? '' : String(v));
 
 /** One param row: the widget its kind calls for, its name, its description as a tooltip, and its issues. */
-export function ParamWidget({ nodeId, name, def, value: initial, issues, onChange: commit }: Props) {
+export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPaths, onChange: commit }: Props) {
   const id = `p-${nodeId}-${name}`;
   // The node is not re-rendered on an edit (rete owns it), so the row keeps the value it shows; undo and redo
   // remount it through its key instead.
@@ -34,13 +37,19 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, onChang
     commit(v);
   };
   const invalid = issues.length > 0;
+  // Flagged as soon as the graph opens and while typing, not only when a run is refused.
+  const missing = def.kind === 'path' && def.root === 'models' && modelPaths && !modelPaths.includes(normalizeModelPath(asString(value)));
+  const warning = missing ? `not installed: the server has ${modelPaths.length ? modelPaths.join(', ') : 'no model folders'}` : undefined;
   let widget: ReactNode;
   switch (def.kind) {
     case 'string':
       widget = <TextWidget id={id} value={asString(value)} multiline={Boolean(def.multiline)} maxLength={def.maxLength} invalid={invalid} onChange={onChange} />;
       break;
     case 'path':
-      widget = <PathWidget id={id} value={asString(value)} root={def.root} extensions={def.extensions} invalid={invalid} onChange={onChange} />;
+      widget = (
+        <PathWidget id={id} value={asString(value)} root={def.root} extensions={def.extensions} invalid={invalid || Boolean(warning)}
+          options={def.root === 'models' ? modelPaths : undefined} onChange={onChange} />
+      );
       break;
     case 'int':
       widget = def.seed
@@ -63,6 +72,7 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, onChang
       <label className="fg-param-label" htmlFor={id} title={def.description}>{name}</label>
       <div className="fg-param-widget">{widget}</div>
       {issues.map((m, i) => <div key={i} className="fg-field-issue" role="alert">{m}</div>)}
+      {warning && <div className="fg-field-issue fg-field-warning" data-testid="field-warning">{warning}</div>}
     </div>
   );
 }

@@ -8,11 +8,13 @@ interface Props {
   readonly maxLength?: number;
   readonly invalid: boolean;
   readonly placeholder?: string;
+  /** A datalist of suggestions (free text stays allowed). */
+  readonly list?: string;
   readonly onChange: (value: string) => void;
 }
 
 /** A prompt or other string param. Every keystroke is committed; history folds a burst into one undo step. */
-export function TextWidget({ id, value, multiline, maxLength, invalid, placeholder, onChange }: Props) {
+export function TextWidget({ id, value, multiline, maxLength, invalid, placeholder, list, onChange }: Props) {
   const [text, setText] = useState(value);
   useEffect(() => setText(value), [value]);
   const common = {
@@ -29,5 +31,5 @@ export function TextWidget({ id, value, multiline, maxLength, invalid, placehold
   };
   return multiline
     ? <textarea className="fg-input fg-textarea" rows={3} onWheel={wheelIfScrollable} {...common} />
-    : <input className="fg-input" type="text" {...common} />;
+    : <input className="fg-input" type="text" list={list} {...common} />;
 }

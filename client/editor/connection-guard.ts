@@ -8,6 +8,20 @@ import { FuseConnection } from './schemes.js';
 
 type Refuse = (reason: string) => void;
 
+/**
+ * ClassicFlow with rete's race around dragging a link off an input fixed. Picking a linked input starts a state
+ * that learns the socket it carries (the link's output) only once an async signal resolves; the connection plugin
+ * asks for that socket before then, finds none and drops the flow, while the state goes on to remove the link. The
+ * link vanished, no drag followed, and no `connectiondrop` ever cleared the socket highlight (issue 16.3). Until
+ * the signal resolves, the carried socket is the link's output, which the state already knows.
+ */
+class DetachingFlow extends ClassicFlow<Schemes, []> {
+  override getPickedSocket(): SocketData | undefined {
+    const state = this.currentState as unknown as { initial?: SocketData; outputSocket?: SocketData };
+    return state.initial ?? state.outputSocket;
+  }
+}
+
 function verdict(editor: NodeEditor<Schemes>, p: Omit<LinkProposal, 'sourceType' | 'targetType'>, replacesExisting: boolean): LinkVerdict {
   const source = editor.getNode(p.source);
   const target = editor.getNode(p.target);
@@ -47,7 +61,7 @@ export function guardConnections(editor: NodeEditor<Schemes>, connection: Connec
     return { source: source.nodeId, sourceOutput: source.key, target: target.nodeId, targetInput: target.key };
   };
 
-  connection.addPreset(() => new ClassicFlow<Schemes, []>({
+  connection.addPreset(() => new DetachingFlow({
     canMakeConnection(from, to) {
       const p = ends(from, to);
       // Same side (or the picked socket itself): not an attempt yet; ClassicFlow keeps the link in hand.

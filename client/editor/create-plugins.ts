@@ -10,6 +10,7 @@ import type { HistoryActions } from 'rete-history-plugin';
 import { MinimapPlugin } from 'rete-minimap-plugin';
 import { Presets, ReactPlugin } from 'rete-react-plugin';
 import type { RenderEmit } from 'rete-react-plugin';
+import type { NodeUiAction } from './node-ui-action.js';
 import type { ParamChangeAction } from './param-change-action.js';
 import type { AreaExtra, FuseNode, Schemes } from './schemes.js';
 import { ConnectionView } from './views/ConnectionView.js';
@@ -19,7 +20,7 @@ import { FuseNodeView } from './views/FuseNodeView.js';
 import { SocketView } from './views/SocketView.js';
 
 export type MenuItems = ConstructorParameters<typeof ContextMenuPlugin<Schemes>>[0]['items'];
-export type EditorAction = HistoryActions<Schemes> | ParamChangeAction;
+export type EditorAction = HistoryActions<Schemes> | ParamChangeAction | NodeUiAction;
 
 export interface Plugins {
   readonly editor: NodeEditor<Schemes>;

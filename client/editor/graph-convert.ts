@@ -1,10 +1,10 @@
 import type { NodeDef } from '../../nodes/define.js';
-import type { Graph, GraphIssue, GraphNode } from '../../nodes/graph-format.js';
+import type { Graph, GraphIssue, GraphNode, NodeMode } from '../../nodes/graph-format.js';
 import { GRAPH_FORMAT, GRAPH_VERSION, formatIssue, parseGraph } from '../../nodes/graph-format.js';
 
 /**
  * The editor-neutral shape of a graph: what the canvas shows, with nothing of rete in it. The rete adapter builds
- * its nodes from this and reads it back; everything that touches the graph v1 format goes through this file.
+ * its nodes from this and reads it back; everything that touches the graph format goes through this file.
  */
 export type ParamValue = string | number | boolean | null;
 
@@ -18,6 +18,29 @@ export interface ModelNode {
   readonly type: string;
   readonly params: Readonly<Record<string, ParamValue>>;
   readonly position: Position;
+  readonly mode?: NodeMode;
+  /** The user's name for the node, shown instead of its type's title. */
+  readonly title?: string;
+  readonly color?: string;
+  readonly collapsed?: boolean;
+}
+
+/** A titled frame around `nodes`; its bounds follow them, so it has no position of its own. */
+export interface ModelGroup {
+  readonly id: string;
+  readonly title: string;
+  readonly color?: string;
+  readonly nodes: readonly string[];
+}
+
+/** A text note on the canvas; it never executes. */
+export interface ModelNote {
+  readonly id: string;
+  readonly text: string;
+  readonly color?: string;
+  readonly position: Position;
+  readonly width?: number;
+  readonly height?: number;
 }
 
 export interface ModelLink {
@@ -36,6 +59,8 @@ export interface EditorModel {
   readonly meta?: GraphMeta;
   readonly nodes: readonly ModelNode[];
   readonly links: readonly ModelLink[];
+  readonly groups?: readonly ModelGroup[];
+  readonly notes?: readonly ModelNote[];
 }
 
 export type DefLookup = (type: string) => NodeDef | undefined;
@@ -72,7 +97,7 @@ export function importGraph(value: unknown, lookup: DefLookup): ImportResult {
   return { ok: true, model: graphToModel(graph, lookup, warnings), warnings };
 }
 
-/** Graph v1 → model. Missing params take their defaults; missing positions are laid out by depth. */
+/** Graph → model. Missing params take their defaults; missing positions are laid out by depth. */
 export function graphToModel(graph: Graph, lookup: DefLookup, warnings: string[] = []): EditorModel {
   const entries = Object.entries(graph.nodes);
   const ids = new Set(entries.map(([id]) => id));
@@ -90,7 +115,13 @@ export function graphToModel(graph: Graph, lookup: DefLookup, warnings: string[]
       }
       params[name] = value as ParamValue;
     }
-    nodes.push({ id, type: node.type, params, position: node.ui ? { x: node.ui.x, y: node.ui.y } : fallback.get(id) ?? { x: 0, y: 0 } });
+    nodes.push({
+      id, type: node.type, params, position: node.ui ? { x: node.ui.x, y: node.ui.y } : fallback.get(id) ?? { x: 0, y: 0 },
+      ...(node.mode ? { mode: node.mode } : {}),
+      ...(node.ui?.title !== undefined ? { title: node.ui.title } : {}),
+      ...(node.ui?.color ? { color: node.ui.color } : {}),
+      ...(node.ui?.collapsed ? { collapsed: true } : {}),
+    });
 
     for (const [input, link] of Object.entries(node.inputs ?? {})) {
       if (def && !(input in def.inputs)) {
@@ -109,11 +140,18 @@ export function graphToModel(graph: Graph, lookup: DefLookup, warnings: string[]
       links.push({ source: link.node, sourceOutput: link.output, target: id, targetInput: input });
     }
   }
-  return { ...(graph.meta ? { meta: { ...graph.meta } } : {}), nodes, links };
+  const groups: ModelGroup[] = Object.entries(graph.groups ?? {}).map(([id, g]) => ({
+    id, title: g.title, ...(g.color ? { color: g.color } : {}), nodes: g.nodes.filter((n) => ids.has(n)),
+  }));
+  const notes: ModelNote[] = Object.entries(graph.notes ?? {}).map(([id, n]) => ({
+    id, text: n.text, ...(n.color ? { color: n.color } : {}), position: { x: n.ui.x, y: n.ui.y },
+    ...(n.ui.width ? { width: n.ui.width } : {}), ...(n.ui.height ? { height: n.ui.height } : {}),
+  }));
+  return { ...(graph.meta ? { meta: { ...graph.meta } } : {}), nodes, links, ...(groups.length ? { groups } : {}), ...(notes.length ? { notes } : {}) };
 }
 
 /**
- * Model → graph v1. Every param is written out, defaults included, so a saved graph means the same thing even after
+ * Model → graph (the current version). Every param is written out, defaults included, so a saved graph means the same thing even after
  * a definition's default changes. Positions are rounded: sub-pixel drags are noise in a diff.
  */
 export function modelToGraph(model: EditorModel): Graph {
@@ -129,11 +167,26 @@ export function modelToGraph(model: EditorModel): Graph {
     if (Object.keys(n.params).length) node.params = { ...n.params };
     const inputs = inputsByNode.get(n.id);
     if (inputs) node.inputs = sortKeys(inputs);
-    node.ui = { x: Math.round(n.position.x), y: Math.round(n.position.y) };
+    if (n.mode) node.mode = n.mode;
+    node.ui = {
+      x: Math.round(n.position.x), y: Math.round(n.position.y),
+      ...(n.title !== undefined ? { title: n.title } : {}),
+      ...(n.color ? { color: n.color } : {}),
+      ...(n.collapsed ? { collapsed: true } : {}),
+    };
     nodes[n.id] = node;
   }
   const meta = model.meta && (model.meta.name !== undefined || model.meta.description !== undefined) ? { ...model.meta } : undefined;
-  return { format: GRAPH_FORMAT, version: GRAPH_VERSION, ...(meta ? { meta } : {}), nodes };
+  const groups = model.groups?.length
+    ? Object.fromEntries(model.groups.map((g) => [g.id, { title: g.title, ...(g.color ? { color: g.color } : {}), nodes: [...g.nodes] }]))
+    : undefined;
+  const notes = model.notes?.length
+    ? Object.fromEntries(model.notes.map((n) => [n.id, {
+      text: n.text, ...(n.color ? { color: n.color } : {}),
+      ui: { x: Math.round(n.position.x), y: Math.round(n.position.y), ...(n.width ? { width: Math.round(n.width) } : {}), ...(n.height ? { height: Math.round(n.height) } : {}) },
+    }]))
+    : undefined;
+  return { format: GRAPH_FORMAT, version: GRAPH_VERSION, ...(meta ? { meta } : {}), nodes, ...(groups ? { groups } : {}), ...(notes ? { notes } : {}) };
 }
 
 function sortKeys<T>(record: Record<string, T>): Record<string, T> {
@@ -168,7 +221,7 @@ function fallbackPositions(graph: Graph): Map<string, Position> {
   return out;
 }
 
-/** A node id that is valid in graph v1 and not yet taken: `<snake_type>_<n>`. */
+/** A node id that is valid in the graph format and not yet taken: `<snake_type>_<n>`. */
 export function freshNodeId(type: string, taken: ReadonlySet<string>): string {
   const base = type
     .replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2')

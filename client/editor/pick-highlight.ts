@@ -7,7 +7,7 @@ import type { AreaExtra, Schemes } from './schemes.js';
  * While a link is being dragged, the sockets it may connect to light up and the others dim (rete has no such
  * feedback built in, doc §B6), and the dragged link takes its socket's colour.
  */
-export function highlightCompatibleSockets(editor: NodeEditor<Schemes>, connection: ConnectionPlugin<Schemes, AreaExtra>, container: HTMLElement): void {
+export function highlightCompatibleSockets(editor: NodeEditor<Schemes>, connection: ConnectionPlugin<Schemes, AreaExtra>, container: HTMLElement): () => void {
   const clear = () => {
     delete container.dataset.pickType;
     container.style.removeProperty('--fg-pick-colour');
@@ -32,4 +32,14 @@ export function highlightCompatibleSockets(editor: NodeEditor<Schemes>, connecti
     }
     return ctx;
   });
+  // A flow that ends without a drop signal must not leave the canvas dimmed: once the pointer is up and no link is
+  // in hand (a click-picked link stays in hand, drawn as the pseudo-link), the highlight goes.
+  const up = () => {
+    if (!container.dataset.pickType) return;
+    requestAnimationFrame(() => {
+      if (!container.querySelector('.fg-connection-pseudo')) clear();
+    });
+  };
+  window.addEventListener('pointerup', up, true);
+  return () => window.removeEventListener('pointerup', up, true);
 }

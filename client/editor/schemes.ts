@@ -4,6 +4,7 @@ import type { ContextMenuExtra } from 'rete-context-menu-plugin';
 import type { MinimapExtra } from 'rete-minimap-plugin';
 import type { ReactArea2D } from 'rete-react-plugin';
 import type { NodeDef } from '../../nodes/define.js';
+import type { NodeMode } from '../../nodes/graph-format.js';
 import type { SocketType } from '../../nodes/socket-types.js';
 import type { ParamValue } from './graph-convert.js';
 
@@ -31,6 +32,12 @@ export class FuseNode extends ClassicPreset.Node<Ports, Ports, Record<string, ne
   params: Record<string, ParamValue>;
   /** Bumped when params change from outside the widgets (undo, redo), so the widgets reload their values. */
   paramRevision = 0;
+  /** Bypassed or muted: the run leaves the node out (nodes/graph-modes.ts). */
+  mode: NodeMode | undefined;
+  /** The user's name for this node; the type's title when unset. */
+  title: string | undefined;
+  color: string | undefined;
+  collapsed = false;
 
   constructor(readonly def: NodeDef, id: string, params: Record<string, ParamValue>) {
     super(def.title);

@@ -8,15 +8,17 @@ export const NODE_DRAG_TYPE = 'application/x-fusegraph-node';
 interface Props {
   readonly registry: NodeRegistry;
   readonly onAdd: (type: string) => void;
+  readonly onCollapse: () => void;
 }
 
-/** Every node type the server offers, by category, searchable by name. Click adds at the view centre; drag places it. */
-export function Palette({ registry, onAdd }: Props) {
+/** Every node type the server offers, by category, searchable by name. Click adds near the view centre; drag places it. */
+export function Palette({ registry, onAdd, onCollapse }: Props) {
   const [query, setQuery] = useState('');
   const groups = registry.groups(query);
   return (
     <aside className="fg-palette" aria-label="Node palette">
-      <input
+      <div className="fg-palette-head">
+        <input
         className="fg-input fg-palette-search"
         type="search"
         placeholder="Search nodes…"
@@ -26,7 +28,9 @@ export function Palette({ registry, onAdd }: Props) {
           const first = groups[0]?.defs[0];
           if (e.key === 'Enter' && first) onAdd(first.type);
         }}
-      />
+        />
+        <button type="button" className="fg-icon-button" title="Hide the palette" data-testid="collapse-palette" onClick={onCollapse}>‹</button>
+      </div>
       <div className="fg-palette-list">
         {groups.length === 0 && <div className="fg-muted">No node matches “{query}”</div>}
         {groups.map((g) => (

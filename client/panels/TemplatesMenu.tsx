@@ -17,13 +17,19 @@ export function TemplatesMenu({ list, onPick }: Props) {
     if (!open) return;
     let live = true;
     list().then((t) => live && setItems(t), (e: Error) => live && setError(e.message));
+    // Capture phase: the canvas stops pointer events from bubbling, which hid canvas clicks from a bubbling listener.
     const close = (e: PointerEvent) => {
       if (!ref.current?.contains(e.target as Node)) setOpen(false);
     };
-    window.addEventListener('pointerdown', close);
+    const escape = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') setOpen(false);
+    };
+    window.addEventListener('pointerdown', close, true);
+    window.addEventListener('keydown', escape);
     return () => {
       live = false;
-      window.removeEventListener('pointerdown', close);
+      window.removeEventListener('pointerdown', close, true);
+      window.removeEventListener('keydown', escape);
     };
   }, [open, list]);
 

@@ -6,6 +6,7 @@ import { TemplatesMenu } from './TemplatesMenu.js';
 export interface ToolbarActions {
   readonly run: () => void;
   readonly cancel: () => void;
+  readonly resumeQueue: () => void;
   readonly listTemplates: () => Promise<TemplateInfo[]>;
   readonly loadTemplate: (name: string) => void;
   readonly newGraph: () => void;
@@ -38,12 +39,19 @@ export function Toolbar({ actions, runs, graphName }: Props) {
         <button type="button" className="fg-button fg-button-primary" onClick={actions.run} title="Run the graph (Ctrl+Enter)" data-testid="run">
           Run
         </button>
-        <button type="button" className="fg-button" onClick={actions.cancel} disabled={!busy} title="Cancel the current run" data-testid="cancel">
+        <button type="button" className="fg-button" onClick={actions.cancel} disabled={!busy} title="Cancel the run shown on the canvas" data-testid="cancel">
           Cancel
         </button>
         {active && (
           <span className={`fg-badge fg-badge-${active.status}`} data-testid="run-status" title={active.runId}>
-            {active.status}{active.status === 'queued' && active.position ? ` (${active.position} ahead)` : ''}
+            {active.status}
+          </span>
+        )}
+        {active?.status === 'queued' && active.position ? <span className="fg-muted" data-testid="run-position">{active.position} ahead</span> : null}
+        {runs.queue.paused && (
+          <span className="fg-paused-hint" data-testid="paused-hint">
+            queue paused
+            <button type="button" className="fg-button" onClick={actions.resumeQueue} data-testid="resume">Resume</button>
           </span>
         )}
       </div>

@@ -1,7 +1,8 @@
 import type { GraphIssue } from '../../nodes/graph-format.js';
 import type { FileRef, ServerFrame, SnapshotRun } from '../../nodes/protocol.js';
+import type { StepFeeds } from './step-feeds.js';
 
-export type NodeRunState = 'queued' | 'running' | 'cached' | 'done' | 'error';
+export type NodeRunState = 'queued' | 'running' | 'cached' | 'done' | 'error' | 'cancelled';
 
 export interface StepProgress {
   readonly step: number;
@@ -18,35 +19,50 @@ export interface NodeStatus {
   readonly ms?: number;
   readonly error?: { readonly message: string; readonly details?: string };
   readonly issues?: readonly GraphIssue[];
+  /** Evaluated at every step of a sampler rather than once: its state follows that sampler's. */
+  readonly perStep?: boolean;
+  /** For a per-step node, the timestep its sampler is at. */
+  readonly t?: number;
 }
 
 export const EMPTY_STATUS: NodeStatus = Object.freeze({});
 
 export type StatusMap = Map<string, NodeStatus>;
 
-const RUN_STATES: ReadonlySet<string> = new Set(['queued', 'running', 'cached', 'done', 'error']);
+const RUN_STATES: ReadonlySet<string> = new Set(['queued', 'running', 'cached', 'done', 'error', 'cancelled']);
+const NO_FEEDS: StepFeeds = new Map();
 
 /**
- * Applies one WebSocket message of the active run to the per-node statuses and returns the ids that changed.
- * Messages of other runs must be filtered out before.
+ * Applies one WebSocket message of one run to that run's per-node statuses and returns the ids that changed.
+ * `feeds` (from the run's graph) lets the per-step nodes a sampler evaluates follow its state.
  */
-export function applyRunMessage(map: StatusMap, msg: ServerFrame): string[] {
+export function applyRunMessage(map: StatusMap, msg: ServerFrame, feeds: StepFeeds = NO_FEEDS): string[] {
   const set = (id: string, next: NodeStatus) => {
     map.set(id, next);
     return [id];
   };
   const prev = (id: string) => map.get(id) ?? EMPTY_STATUS;
+  const fed = (sampler: string, state: NodeRunState, t?: number) =>
+    (feeds.get(sampler) ?? []).flatMap((id) => {
+      const p = prev(id);
+      if (p.state === state && p.t === t) return [];
+      const { t: _old, ...rest } = p;
+      return set(id, { ...rest, state, perStep: true, ...(t !== undefined ? { t } : {}) });
+    });
   switch (msg.type) {
     case 'node_started':
-      return set(msg.node, { ...prev(msg.node), state: 'running', error: undefined, progress: undefined });
+      return [...set(msg.node, { ...prev(msg.node), state: 'running', error: undefined, progress: undefined }), ...fed(msg.node, 'running')];
     case 'node_cached':
-      return set(msg.node, { ...prev(msg.node), state: 'cached', progress: undefined });
+      return [...set(msg.node, { ...prev(msg.node), state: 'cached', progress: undefined }), ...fed(msg.node, 'cached')];
     case 'progress':
-      return set(msg.node, { ...prev(msg.node), state: 'running', progress: { step: msg.step, steps: msg.steps, t: msg.t } });
+      return [
+        ...set(msg.node, { ...prev(msg.node), state: 'running', progress: { step: msg.step, steps: msg.steps, t: msg.t } }),
+        ...fed(msg.node, 'running', msg.t),
+      ];
     case 'preview':
       return set(msg.node, { ...prev(msg.node), preview: msg.image });
     case 'node_done':
-      return set(msg.node, { ...prev(msg.node), state: 'done', ms: msg.ms });
+      return [...set(msg.node, { ...prev(msg.node), state: 'done', ms: msg.ms }), ...fed(msg.node, 'done')];
     case 'output':
       return set(msg.node, { ...prev(msg.node), images: [...(prev(msg.node).images ?? []), ...msg.images] });
     case 'error':
@@ -64,12 +80,15 @@ export function applyRunMessage(map: StatusMap, msg: ServerFrame): string[] {
   }
 }
 
-/** When a run ends, nodes it never reached go back to idle and half-finished ones lose their spinner. */
+/**
+ * When a run ends, nodes it never reached go back to idle; nodes it stopped in the middle (a cancel, or another
+ * node's error) say so and keep their partial progress, which the view shows as stopped.
+ */
 function settle(map: StatusMap): string[] {
   const changed: string[] = [];
   for (const [id, s] of map) {
     if (s.state === 'queued' || s.state === 'running') {
-      map.set(id, { ...s, state: undefined, progress: s.state === 'running' ? s.progress : undefined });
+      map.set(id, s.state === 'running' ? { ...s, state: 'cancelled' } : { ...s, state: undefined, progress: undefined });
       changed.push(id);
     }
   }
@@ -88,10 +107,12 @@ export function beginRun(map: StatusMap, nodeIds: Iterable<string>): string[] {
 }
 
 /** Rebuilds statuses from a run record (page reload, WS snapshot). */
-export function statusesFromRun(run: SnapshotRun): StatusMap {
+export function statusesFromRun(run: SnapshotRun, feeds: StepFeeds = NO_FEEDS): StatusMap {
   const map: StatusMap = new Map();
   for (const [id, state] of Object.entries(run.node_states)) {
-    if (RUN_STATES.has(state)) map.set(id, { state: state as NodeRunState });
+    if (!RUN_STATES.has(state)) continue;
+    map.set(id, { state: state as NodeRunState });
+    for (const f of feeds.get(id) ?? []) map.set(f, { state: state as NodeRunState, perStep: true });
   }
   for (const o of run.outputs) {
     if (o.kind !== 'image') continue;
@@ -120,8 +141,8 @@ export function statusesFromRun(run: SnapshotRun): StatusMap {
  * Folds a snapshot of the active run into what live events already built: the snapshot's states and progress win,
  * while previews and timings it does not carry are kept.
  */
-export function mergeSnapshot(map: StatusMap, run: SnapshotRun): string[] {
-  const fresh = statusesFromRun(run);
+export function mergeSnapshot(map: StatusMap, run: SnapshotRun, feeds: StepFeeds = NO_FEEDS): string[] {
+  const fresh = statusesFromRun(run, feeds);
   const changed: string[] = [];
   for (const [id, s] of fresh) {
     const old = map.get(id) ?? EMPTY_STATUS;

@@ -169,3 +169,35 @@ describe('graphToModel', () => {
     assert.equal(model.nodes.length, 8);
   });
 });
+
+describe('graph v2 fields ⇄ editor model', () => {
+  it('round-trips node modes, titles, colours, collapse, groups and notes exactly', () => {
+    const g = fullGraph();
+    g.nodes.eps = { ...g.nodes.eps!, mode: 'bypass', ui: { x: 660, y: 0, title: 'Guided ε', color: '#2e5e34', collapsed: true } };
+    g.nodes.uncond = { ...g.nodes.uncond!, mode: 'mute' };
+    g.groups = { group_1: { title: 'Prompts', color: '#3f789e', nodes: ['prompt', 'uncond'] } };
+    g.notes = { note_1: { text: 'blend until t = 600', ui: { x: -200, y: 40, width: 220, height: 90 } }, note_2: { text: '', color: '#4a4432', ui: { x: 0, y: 600 } } };
+    const model = graphToModel(g, lookup);
+    assert.deepStrictEqual(model.nodes.find((n) => n.id === 'eps'), {
+      id: 'eps', type: 'PredictNoise', params: { guidance_scale: 7.5 }, position: { x: 660, y: 0 },
+      mode: 'bypass', title: 'Guided ε', color: '#2e5e34', collapsed: true,
+    });
+    assert.deepStrictEqual(modelToGraph(model), g);
+  });
+
+  it('opens a v1 file with none of them and writes version 2', () => {
+    const v1 = { ...fullGraph(), version: 1 };
+    const res = importGraph(v1, lookup);
+    assert.ok(res.ok);
+    const out = modelToGraph(res.model);
+    assert.equal(out.version, 2);
+    assert.equal(out.groups, undefined);
+    assert.equal(out.notes, undefined);
+    assert.ok(Object.values(out.nodes).every((n) => n.mode === undefined));
+  });
+
+  it('drops group members that are not nodes of the graph', () => {
+    const g = { ...fullGraph(), groups: { g: { title: 'G', nodes: ['model', 'gone'] } } };
+    assert.deepStrictEqual(graphToModel(g, lookup).groups, [{ id: 'g', title: 'G', nodes: ['model'] }]);
+  });
+});

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import type { Graph } from '../../nodes/graph-format.js';
@@ -12,22 +10,13 @@ import type { RunningServer } from '../../server/http/start.js';
 import { startServer } from '../../server/http/start.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLIENT_DIR = path.join(REPO, 'dist/client');
-const SHOTS = path.join(REPO, 'test-output');
+import { browserSuiteSkip, buildClient, CHROMIUM, SHOTS } from './harness.js';
+
+const SUITE = 'editor end to end (Chromium, real server, tiny models)';
 const TEMPLATE = 'magicfusion-cross-domain';
 const STEPS = '6';
 const SIZE = '64';
 
-const skip = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM}; install it with "apt-get install -y chromium" to run the editor e2e test`;
-
-/** The built editor is what the server serves; build it once when it is not there (`npm run build:client`). */
-async function ensureClientBuilt(): Promise<void> {
-  if (existsSync(path.join(CLIENT_DIR, 'index.html'))) return;
-  const { build } = await import('vite');
-  await build({ configFile: path.join(REPO, 'vite.config.ts'), logLevel: 'warn' });
-}
 
 async function setParam(page: Page, node: string, param: string, value: string): Promise<void> {
   const field = page.locator(`[data-node-id="${node}"] [data-param="${param}"]`).locator('input, textarea').first();
@@ -53,7 +42,7 @@ async function nodeIds(page: Page, type: string): Promise<string[]> {
   return page.locator(`.fg-node[data-node-type="${type}"]`).evaluateAll((els) => els.map((e) => e.getAttribute('data-node-id') ?? ''));
 }
 
-describe('editor end to end (Chromium, real server, tiny models)', { skip }, () => {
+describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
   let root: string;
   let server: RunningServer;
   let browser: Browser;
@@ -61,7 +50,7 @@ describe('editor end to end (Chromium, real server, tiny models)', { skip }, () 
   const consoleErrors: string[] = [];
 
   before(async () => {
-    await ensureClientBuilt();
+    const clientDir = await buildClient();
     root = await mkdtemp(path.join(tmpdir(), 'fusegraph-e2e-'));
     const models = path.join(root, 'models');
     await writeTinyModel(path.join(models, 'general'), { seed: 1 });
@@ -73,7 +62,7 @@ describe('editor end to end (Chromium, real server, tiny models)', { skip }, () 
       inputRoot: path.join(root, 'input'),
       outputRoot: path.join(root, 'output'),
       dataDir: path.join(root, 'data'),
-      clientDir: CLIENT_DIR,
+      clientDir,
       previewEvery: 2,
       log: () => {},
     });

@@ -23,11 +23,13 @@ export function ContextMenuView({ items, searchBar, onHide }: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const [shift, setShift] = useState({ x: 0, y: 0 });
 
-  // Opened near the right or bottom edge, the menu moves back inside the window.
+  // Opened near the right or bottom edge, the menu moves back inside the canvas (the side panels would cover it).
   useLayoutEffect(() => {
-    const r = ref.current?.getBoundingClientRect();
-    if (!r) return;
-    setShift({ x: Math.min(0, window.innerWidth - r.right - 8), y: Math.min(0, window.innerHeight - r.bottom - 8) });
+    const el = ref.current;
+    const r = el?.getBoundingClientRect();
+    if (!el || !r) return;
+    const c = el.closest('.fg-canvas-wrap')?.getBoundingClientRect() ?? { right: window.innerWidth, bottom: window.innerHeight };
+    setShift({ x: Math.min(0, c.right - r.right - 8), y: Math.min(0, c.bottom - r.bottom - 8) });
   }, []);
 
   // The plugin closes the menu only on a press inside the canvas, and Escape works only while the search field has

@@ -26,7 +26,7 @@ export function NodeRunStatus({ status, nodeIssues, onOpenImage }: Props) {
             <div className="fg-progress" role="progressbar" aria-valuemin={0} aria-valuemax={progress.steps} aria-valuenow={progress.step}>
               <div className="fg-progress-bar"><div className="fg-progress-fill" style={{ width: `${pct}%` }} /></div>
               <div className="fg-progress-text">
-                <span>step {progress.step}/{progress.steps}</span>
+                <span>{status.state === 'cancelled' ? 'stopped at ' : ''}step {progress.step}/{progress.steps}</span>
                 <span>t = {Math.round(progress.t)}</span>
               </div>
             </div>
