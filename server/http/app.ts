@@ -13,6 +13,7 @@ import { runsRoutes } from './routes/runs.js';
 import { testHookRoutes } from './routes/test-hooks.js';
 import type { StepGate } from '../engine/step-gate.js';
 import type { RunQueue } from '../services/run-queue.js';
+import type { SocketStats } from './ws-hub.js';
 
 export interface AppDeps {
   readonly queue: RunQueue;
@@ -26,6 +27,8 @@ export interface AppDeps {
   readonly log: (message: string, err?: unknown) => void;
   /** Test-only step gate; its routes are mounted only when it is given. */
   readonly stepGate?: StepGate;
+  /** Each WebSocket's backlog, for the test hooks. */
+  readonly wsStats?: () => readonly SocketStats[];
 }
 
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
@@ -48,7 +51,7 @@ export function createApp(deps: AppDeps): Express {
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));
   api.use(graphFromPngRoutes(deps.pngLimit));
-  if (deps.stepGate) api.use(testHookRoutes(deps.stepGate));
+  if (deps.stepGate) api.use(testHookRoutes(deps.stepGate, deps.wsStats));
   api.use((req, _res, next) => {
     next(new HttpError(404, 'not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`));
   });

@@ -33,12 +33,16 @@ export interface ServerOptions {
    * true when the environment has FUSEGRAPH_TEST_HOOKS=1. Never enable on a server people use.
    */
   testHooks?: boolean;
+  /** Unsent bytes above which a WebSocket skips progress and preview frames. Default 4 MiB. */
+  wsBacklogBytes?: number;
+  /** Unsent bytes above which a WebSocket that stopped reading is dropped. Default 64 MiB. */
+  wsMaxBacklogBytes?: number;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -86,5 +90,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     pngLimit: o.pngLimit ?? '20mb',
     testHooks: o.testHooks ?? process.env.FUSEGRAPH_TEST_HOOKS === '1',
     log: o.log ?? defaultLog,
+    wsBacklogBytes: o.wsBacklogBytes,
+    wsMaxBacklogBytes: o.wsMaxBacklogBytes,
   };
 }

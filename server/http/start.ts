@@ -49,6 +49,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     execute: (graph, ctx) =>
       executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
   });
+  const hub = new WsHub({
+    queue, token: o.token, outputRoot: o.outputRoot, log: o.log,
+    ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
+    ...(o.wsMaxBacklogBytes !== undefined ? { maxBacklogBytes: o.wsMaxBacklogBytes } : {}),
+  });
   const app = createApp({
     queue,
     listModels: () => models.listModels(o.modelsRoot),
@@ -60,9 +65,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pngLimit: o.pngLimit,
     log: o.log,
     stepGate,
+    wsStats: () => hub.stats(),
   });
   const server = createServer(app);
-  const hub = new WsHub({ queue, token: o.token, log: o.log });
   server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
 
   let port: number;

@@ -1,8 +1,8 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
 import type { RunQueue } from '../../services/run-queue.js';
+import { submitRun } from '../../services/submit-run.js';
 import { ClientIdSchema } from '../../../nodes/protocol.js';
 
 const SubmitBody = z.strictObject({
@@ -32,16 +32,9 @@ export function runsRoutes(queue: RunQueue): Router {
     }
     const body = parseOr400(SubmitBody, req.body, 'request body');
     if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
-    // Nothing is queued unless the whole graph is valid; every issue comes back at once (ComfyUI A7.4).
-    const validated = validateGraph(body.graph);
-    if (validated.issues.length > 0 || validated.graph === null) {
-      const n = validated.issues.length;
-      throw new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, {
-        issues: validated.issues,
-      });
-    }
-    const queued = queue.submit(validated.graph, body.client_id ?? null, { front: body.front === true });
-    res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
+    const result = submitRun(queue, body.graph, body.client_id ?? null, { front: body.front === true });
+    if (!result.ok) throw new HttpError(400, 'invalid_graph', result.message, { issues: result.issues });
+    res.status(202).location(`/api/runs/${result.run_id}`).json({ run_id: result.run_id, position: result.position });
   });
 
   router.get('/runs', (req, res) => {
