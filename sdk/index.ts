@@ -8,3 +8,7 @@ export { RunHandle, type RunResult, type OutputImage, type ProgressFrame, type P
 export { InvalidGraphError, RunFailedError, RunCancelledError, FuseGraphError } from './errors.js';
 export type { Graph, GraphIssue } from '../nodes/graph-format.js';
 export type { RunEvent, ServerFrame, RunOutput, QueueState } from '../nodes/protocol.js';
+export {
+  graph, GraphBuilder, GraphBuildError,
+  type OutputRef, type NodeRef, type ParamsOf, type InputsOf, type AddOptions,
+} from './graph-builder.js';
