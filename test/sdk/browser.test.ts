@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser } from 'playwright-core';
+import type * as Sdk from '../../sdk/index.js';
 import type { RunningServer } from '../../server/http/start.js';
 import { bundledGraph, REPO_ROOT } from '../helpers/graphs.js';
 import { makeSandbox, startIn, type Sandbox } from '../server/helpers.js';
@@ -46,7 +47,7 @@ describe('fusegraph/client in Chromium', { skip }, () => {
     const graph = bundledGraph('demo-fusion');
     for (const node of Object.values(graph.nodes)) if (node.type === 'DDIMStep') node.params = { ...node.params, steps: 4 };
     const result = await page.evaluate(async ({ url, token, graph }) => {
-      const { connect, RunCancelledError, InvalidGraphError } = (globalThis as unknown as { FuseGraph: typeof import('../../sdk/index.js') }).FuseGraph;
+      const { connect, RunCancelledError, InvalidGraphError } = (globalThis as unknown as { FuseGraph: typeof Sdk }).FuseGraph;
       const client = await connect(url, { token });
       await client.pause(); // a control frame: needs the in-band token, as the URL token alone only reads
       const doomed = client.run(graph);
