@@ -1,9 +1,27 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RunningServer } from '../../server/http/start.js';
 import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
+
+/**
+ * Enough 30 KB previews (one per step of a 512² txt2img) to pass what the kernel buffers for a socket whose reader
+ * stopped: the sender's buffer (tcp_wmem max) and a receive window that does not grow without reads (tcp_rmem
+ * default), plus 2 MB, so the server's own backlog must fill.
+ */
+function stepsToOverflowKernelBuffers(): number {
+  const field = (file: string, i: number, fallback: number): number => {
+    try {
+      return Number(readFileSync(file, 'utf8').trim().split(/\s+/)[i]) || fallback;
+    } catch {
+      return fallback;
+    }
+  };
+  const kernel = field('/proc/sys/net/ipv4/tcp_wmem', 2, 4 << 20) + 2 * field('/proc/sys/net/ipv4/tcp_rmem', 1, 128 << 10);
+  return Math.min(1000, Math.max(400, Math.ceil((kernel + (2 << 20)) / 30_000)));
+}
 
 /** Issue #18: the WebSocket alone submits, steers and follows runs. */
 describe('WebSocket execution channel', () => {
@@ -231,6 +249,7 @@ describe('WebSocket execution channel', () => {
   });
 
   it('skips previews, never lifecycle frames, for a reader that stops reading, and bounds its backlog', async (t) => {
+    const steps = stepsToOverflowKernelBuffers();
     const small = await startIn(sandbox, {
       dataDir: path.join(sandbox.root, 'data-slow'), previewEvery: 1, wsBacklogBytes: 64 * 1024, wsMaxBacklogBytes: 64 * 1024 * 1024,
     });
@@ -238,7 +257,7 @@ describe('WebSocket execution channel', () => {
       const ws = await WsClient.connect(small.url, '?client_id=slow');
       await ws.waitFor((f) => f.type === 'snapshot');
       const queued = ws.next((f) => f.type === 'queued');
-      ws.send({ type: 'run', graph: txt2img({ seed: 51, steps: 400, size: 512 }) });
+      ws.send({ type: 'run', graph: txt2img({ seed: 51, steps, size: 512 }) });
       const runId = (await queued).run_id as string;
       ws.ws.pause(); // stop reading: the server's send buffers fill
       const watcher = await WsClient.connect(small.url);
@@ -255,7 +274,7 @@ describe('WebSocket execution channel', () => {
       const mine = stats.sockets.find((s) => s.client_id === 'slow')!;
       const previews = ws.forRun(runId).filter((f) => f.type === 'preview');
       const previewBytes = previews.reduce((n, f) => n + JSON.stringify(f).length, 0) / Math.max(1, previews.length);
-      t.diagnostic(`previews delivered ${previews.length} of 400 (~${Math.round(previewBytes)} B each), progress/preview frames skipped ` +
+      t.diagnostic(`previews delivered ${previews.length} of ${steps} (~${Math.round(previewBytes)} B each), progress/preview frames skipped ` +
         `${mine.dropped}; peak unsent bytes held for the socket ${mine.peak_buffered} (cap 65536)`);
       assert.ok(mine.dropped > 0, 'the stalled socket skipped previews');
       assert.ok(mine.peak_buffered < 64 * 1024 + 2 * previewBytes + 16 * 1024, `backlog stayed near its cap: ${mine.peak_buffered}`);
