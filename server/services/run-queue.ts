@@ -35,7 +35,6 @@ export type CancelOutcome =
   | { readonly outcome: 'cancelled' | 'cancelling' | 'finished'; readonly run: RunSummary }
   | { readonly outcome: 'not_found' };
 
-
 const PAUSED_KEY = 'queue.paused';
 
 /**
