@@ -166,7 +166,7 @@ export class FuseGraphClient implements HandleHost {
     return this.closedPromise;
   }
 
-  private async open(): Promise<void> {
+  private async open(reconnecting = false): Promise<void> {
     // The connect snapshot may arrive before openSocket returns; it is handled (and adopts lost answers) then.
     this.awaitingConnectSnapshot = true;
     const { socket, needsAuth } = await openSocket(this.wsUrl, this.options.token, (data) => this.onMessage(data));
@@ -177,6 +177,7 @@ export class FuseGraphClient implements HandleHost {
     const outbox = this.outbox;
     this.outbox = [];
     for (const out of outbox) this.sendText(out);
+    if (reconnecting) this.reconnects += 1;
     this.options.onConnectionChange?.('connected');
   }
 
@@ -196,8 +197,7 @@ export class FuseGraphClient implements HandleHost {
       delay = Math.min(delay * 2, policy?.maxDelayMs ?? 5000);
       if (this.closed) return;
       try {
-        await this.open();
-        this.reconnects += 1;
+        await this.open(true);
         return;
       } catch {
         // try again after a longer wait
