@@ -40,6 +40,13 @@ export type RunOutput = z.infer<typeof RunOutputSchema>;
 export const FileRefSchema = z.object({ name: z.string(), url: z.string() });
 export type FileRef = z.infer<typeof FileRefSchema>;
 
+/** A file in an `output` frame; `data` (the file's bytes, base64) only for a socket that asked for inline outputs. */
+export const OutputFileRefSchema = FileRefSchema.extend({ data: z.string().optional() });
+export type OutputFileRef = z.infer<typeof OutputFileRefSchema>;
+
+/** A client's label for a frame it sent, echoed on the answer so it can match the two (1–100 characters). */
+export const RefSchema = z.string().min(1).max(100);
+
 /** What a client learns about a failed run: the node, the field and a message; never a stack or a server path. */
 export const RunErrorSchema = z.object({
   node: z.string().nullable(),
@@ -106,25 +113,46 @@ const runId = z.string();
 
 /** Server→client frames about one run; the WebSocket hub forwards them to subscribers. */
 export const RunEventSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('queued'), run_id: runId, position: z.number() }),
+  /** `ref` only on the copies sent to the socket whose `run` frame submitted the run. */
+  z.object({ type: z.literal('queued'), run_id: runId, position: z.number(), ref: RefSchema.optional() }),
   z.object({ type: z.literal('started'), run_id: runId }),
   z.object({ type: z.literal('node_started'), run_id: runId, node: z.string() }),
   z.object({ type: z.literal('node_cached'), run_id: runId, node: z.string() }),
   z.object({ type: z.literal('progress'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), t: z.number() }),
   z.object({ type: z.literal('preview'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), image: z.string() }),
   z.object({ type: z.literal('node_done'), run_id: runId, node: z.string(), ms: z.number() }),
-  z.object({ type: z.literal('output'), run_id: runId, node: z.string(), images: z.array(FileRefSchema), latents: z.array(FileRefSchema) }),
-  z.object({ type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(), details: z.string().optional() }),
+  z.object({ type: z.literal('output'), run_id: runId, node: z.string(), images: z.array(OutputFileRefSchema), latents: z.array(OutputFileRefSchema) }),
+  z.object({
+    type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(), details: z.string().optional(),
+    node_type: z.string().optional(), field: z.string().optional(),
+  }),
   z.object({ type: z.literal('cancelled'), run_id: runId }),
   z.object({ type: z.literal('done'), run_id: runId, outputs: z.array(RunOutputSchema), timings: RunTimingsSchema }),
 ]);
 export type RunEvent = z.infer<typeof RunEventSchema>;
 
+/** GET /api/queue, the answers of POST /api/queue/pause|resume and of `queue` frames; `pending` in start order. */
+export const QueueStateSchema = z.object({
+  paused: z.boolean(),
+  concurrency: z.number(),
+  running: z.array(RunSummarySchema),
+  pending: z.array(RunSummarySchema),
+});
+export type QueueState = z.infer<typeof QueueStateSchema>;
+
 /** Frames that are not about one run. A protocol `error` has no run_id: it answers a frame this socket sent. */
 export const SessionFrameSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('snapshot'), runs: z.array(SnapshotRunSchema) }),
   z.object({ type: z.literal('pong') }),
-  z.object({ type: z.literal('error'), run_id: z.undefined().optional(), message: z.string() }),
+  z.object({ type: z.literal('error'), run_id: z.undefined().optional(), message: z.string(), ref: RefSchema.optional() }),
+  /** Answer to a `run` frame whose graph failed validation: nothing was queued; every issue names its node and field. */
+  z.object({ type: z.literal('invalid_graph'), ref: RefSchema.optional(), message: z.string(), issues: z.array(GraphIssueSchema) }),
+  /** Answer to a `validate` frame (issues empty when the graph would be accepted). */
+  z.object({ type: z.literal('validated'), ref: RefSchema.optional(), issues: z.array(GraphIssueSchema) }),
+  /** Answer to a `queue` frame; `cancelled` lists the runs a `clear` cancelled. */
+  QueueStateSchema.extend({ type: z.literal('queue_state'), ref: RefSchema.optional(), cancelled: z.array(z.string()).optional() }),
+  /** Answer to an `auth` frame: this socket may now submit, cancel and steer the queue. */
+  z.object({ type: z.literal('authorized'), ref: RefSchema.optional() }),
 ]);
 
 export const ServerFrameSchema = z.union([RunEventSchema, SessionFrameSchema]);
@@ -142,7 +170,29 @@ export const ClientFrameSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({ type: z.literal('unsubscribe'), runs: z.union([runIds, z.literal('all')]) }),
   z.strictObject({ type: z.literal('ping') }),
+  /**
+   * Validates and queues a graph exactly as POST /api/runs does; answered with `queued` (carrying `ref`) or
+   * `invalid_graph`. The socket is subscribed to the run. `inline_outputs`: its `output` frames carry the bytes.
+   */
+  z.strictObject({
+    type: z.literal('run'),
+    graph: z.unknown(),
+    ref: RefSchema.optional(),
+    front: z.boolean().optional(),
+    inline_outputs: z.boolean().optional(),
+  }),
+  /** Cancels a run (as DELETE /api/runs/:id) and subscribes the socket to it, so its `cancelled` frame arrives. */
+  z.strictObject({ type: z.literal('cancel'), run_id: z.string().min(1).max(100), ref: RefSchema.optional() }),
+  z.strictObject({ type: z.literal('queue'), action: z.enum(['pause', 'resume', 'clear']), ref: RefSchema.optional() }),
+  z.strictObject({ type: z.literal('validate'), graph: z.unknown(), ref: RefSchema.optional() }),
+  /**
+   * Presents the token in-band. A socket that connected with `?token=` (all a browser can do) may only follow
+   * runs until it sends this, as HTTP accepts query tokens only on GET.
+   */
+  z.strictObject({ type: z.literal('auth'), token: z.string().max(1000), ref: RefSchema.optional() }),
 ]);
+/** Client frames that change state; on a server with a token they need the token in a header or an `auth` frame. */
+export const CONTROL_FRAMES: ReadonlySet<ClientFrame['type']> = new Set(['run', 'cancel', 'queue']);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 
 export function parseClientFrame(raw: string): { frame: ClientFrame } | { error: string } {
@@ -201,15 +251,6 @@ export const WorkerInfoSchema = z.object({
   last_heartbeat: z.number(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
-
-/** GET /api/queue and the answers of POST /api/queue/pause|resume. `pending` is in the order the runs will start. */
-export const QueueStateSchema = z.object({
-  paused: z.boolean(),
-  concurrency: z.number(),
-  running: z.array(RunSummarySchema),
-  pending: z.array(RunSummarySchema),
-});
-export type QueueState = z.infer<typeof QueueStateSchema>;
 
 /** An entry of GET /api/models: a model folder under the models root (`error` when it cannot be read). */
 export const ModelListingSchema = z.looseObject({ path: z.string(), error: z.string().optional() });

@@ -1,9 +1,12 @@
-import path from 'node:path';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { own, parseGraph } from '../../nodes/graph-format.js';
 import { resolveModes } from '../../nodes/graph-modes.js';
-import type { NodeDef, ParamDef } from '../../nodes/define.js';
+import type { NodeDef } from '../../nodes/define.js';
 import { getNodeDef, socketsCompatible } from '../../nodes/index.js';
+import { checkParamValue } from '../../nodes/param-check.js';
+
+// Param checks live in the contract, so the client library's graph builder applies the same ones.
+export { checkParamValue, isConfined } from '../../nodes/param-check.js';
 
 export type ValidationResult = { graph: Graph; issues: [] } | { graph: Graph | null; issues: GraphIssue[] };
 
@@ -103,64 +106,6 @@ function checkParams(id: string, def: NodeDef, params: Record<string, unknown>, 
     const issue = checkParamValue(pdef, Object.hasOwn(params, name) ? params[name] : pdef.default);
     if (issue) issues.push({ node: id, field: `params.${name}`, ...issue });
   }
-}
-
-type ParamProblem = Omit<GraphIssue, 'node' | 'field'>;
-
-/** Checks one param value against its definition; undefined when it is fine. */
-export function checkParamValue(pdef: ParamDef, value: unknown): ParamProblem | undefined {
-  const actual = describe(value);
-  switch (pdef.kind) {
-    case 'int':
-    case 'float': {
-      if (typeof value !== 'number' || !Number.isFinite(value)) {
-        return { code: 'param_type', message: `must be a finite ${pdef.kind === 'int' ? 'integer' : 'number'}`, expected: pdef.kind, actual };
-      }
-      if (pdef.kind === 'int' && !Number.isInteger(value)) {
-        return { code: 'param_type', message: 'must be an integer', expected: 'int', actual };
-      }
-      if (value < pdef.min || value > pdef.max) {
-        return { code: 'param_range', message: `out of range`, expected: `${pdef.min} … ${pdef.max}`, actual };
-      }
-      return undefined;
-    }
-    case 'bool':
-      return typeof value === 'boolean' ? undefined : { code: 'param_type', message: 'must be true or false', expected: 'bool', actual };
-    case 'enum':
-      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a string', expected: pdef.options.join(' | '), actual };
-      return pdef.options.includes(value) ? undefined : { code: 'param_range', message: 'not one of the options', expected: pdef.options.join(' | '), actual };
-    case 'string':
-      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a string', expected: 'string', actual };
-      if (pdef.maxLength !== undefined && value.length > pdef.maxLength) {
-        return { code: 'param_range', message: 'too long', expected: `≤ ${pdef.maxLength} characters`, actual: `${value.length} characters` };
-      }
-      if (pdef.pattern !== undefined && !new RegExp(pdef.pattern).test(value)) {
-        return { code: 'param_range', message: 'not an allowed value', expected: `text matching /${pdef.pattern}/`, actual };
-      }
-      return undefined;
-    case 'path': {
-      if (typeof value !== 'string') return { code: 'param_type', message: 'must be a path string', expected: 'string', actual };
-      if (value.trim() === '') return { code: 'param_range', message: `a path under the ${pdef.root} root is required`, expected: 'a relative path', actual };
-      if (!isConfined(value)) {
-        return { code: 'path_escape', message: `path escapes the ${pdef.root} root`, expected: `a relative path inside the ${pdef.root} folder`, actual };
-      }
-      if (pdef.extensions && !pdef.extensions.some((e) => value.toLowerCase().endsWith(e))) {
-        return { code: 'param_range', message: 'wrong file type', expected: pdef.extensions.join(' | '), actual };
-      }
-      return undefined;
-    }
-  }
-}
-
-/** True when a user-given relative path stays inside its root (lexically: no absolute path, no `..` escape). */
-export function isConfined(rel: string): boolean {
-  if (rel.includes('\0') || path.isAbsolute(rel) || /^[a-zA-Z]:/.test(rel)) return false;
-  const normal = path.posix.normalize(rel.replaceAll('\\', '/'));
-  return normal !== '..' && !normal.startsWith('../');
-}
-
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
 }
 
 /**

@@ -12,9 +12,10 @@ import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
 import { testHookRoutes, type GateControl } from './routes/test-hooks.js';
 import { workersRoutes } from './routes/workers.js';
-import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import type { WorkerInfo } from '../../nodes/protocol.js';
 import type { RunQueue } from '../services/run-queue.js';
+import type { Submitter } from '../services/submit-run.js';
+import type { SocketStats } from './ws-hub.js';
 
 export interface AppDeps {
   readonly queue: RunQueue;
@@ -26,13 +27,12 @@ export interface AppDeps {
   readonly bodyLimit: string;
   readonly pngLimit: string;
   readonly log: (message: string, err?: unknown) => void;
-  /**
-   * Checks against the models' metadata and the memory budget, before a valid graph is queued; with scale-out also
-   * that a live worker serves the run's models.
-   */
-  readonly admit: (graph: Graph) => Promise<GraphIssue[]>;
+  /** Validation, admission and queue limits: the one way runs are submitted (shared with the WebSocket). */
+  readonly submit: Submitter;
   /** Test-only step gate; its routes are mounted only when it is given. */
   readonly stepGate?: GateControl;
+  /** Each WebSocket's backlog, for the test hooks. */
+  readonly wsStats?: () => readonly SocketStats[];
   /** Scale-out: the live workers (GET /api/workers). */
   readonly listWorkers?: () => Promise<WorkerInfo[]>;
 }
@@ -52,13 +52,13 @@ export function createApp(deps: AppDeps): Express {
   api.use(express.json({ limit: deps.bodyLimit }));
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
-  api.use(runsRoutes(deps.queue, deps.admit));
+  api.use(runsRoutes(deps.queue, deps.submit));
   api.use(workersRoutes(deps.listWorkers));
   api.use(queueRoutes(deps.queue));
   api.use(filesRoutes(deps.outputRoot));
   api.use(graphsRoutes(deps.graphsDir, deps.log));
   api.use(graphFromPngRoutes(deps.pngLimit));
-  if (deps.stepGate) api.use(testHookRoutes(deps.stepGate));
+  if (deps.stepGate) api.use(testHookRoutes(deps.stepGate, deps.wsStats));
   api.use((req, _res, next) => {
     next(new HttpError(404, 'not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`));
   });

@@ -13,7 +13,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /** Hashing first makes the comparison constant-time whatever the lengths. */
-function sameSecret(a: string, b: string): boolean {
+export function sameSecret(a: string, b: string): boolean {
   const da = createHash('sha256').update(a).digest();
   const db = createHash('sha256').update(b).digest();
   return timingSafeEqual(da, db);

@@ -58,12 +58,16 @@ export interface ServerOptions {
   threads?: number;
   /** With `localWorker`: how long a dead worker's run waits before another takes it (ms). Default 30000. */
   lockMs?: number;
+  /** Unsent bytes above which a WebSocket skips progress and preview frames. Default 4 MiB. */
+  wsBacklogBytes?: number;
+  /** Unsent bytes above which a WebSocket that stopped reading is dropped. Default 64 MiB. */
+  wsMaxBacklogBytes?: number;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -132,5 +136,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     threads: o.threads,
     lockMs: o.lockMs,
     log: o.log ?? defaultLog,
+    wsBacklogBytes: o.wsBacklogBytes,
+    wsMaxBacklogBytes: o.wsMaxBacklogBytes,
   };
 }

@@ -11,6 +11,7 @@ import { ModelManager } from '../sd/model-manager.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
+import { submitter } from '../services/submit-run.js';
 import { RunStore } from '../services/run-store.js';
 import { RedisBackend } from '../services/distributed/redis-backend.js';
 import { RemoteGate } from '../services/distributed/remote-gate.js';
@@ -82,6 +83,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),
     })
     : undefined;
+  // One submission path for HTTP and WebSocket. With scale-out the model folders live on the workers: the API node
+  // checks that a live worker serves the run's models, and the worker's executor runs the size, steps and memory checks
+  // (preflight) before any step.
+  const submit = submitter(queue, scaleOut
+    ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
+    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }));
+  const hub = new WsHub({
+    queue, submit, token: o.token, outputRoot: o.outputRoot, log: o.log,
+    ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
+    ...(o.wsMaxBacklogBytes !== undefined ? { maxBacklogBytes: o.wsMaxBacklogBytes } : {}),
+  });
   const app = createApp({
     queue,
     listModels: scaleOut ? () => scaleOut.listModels() : () => models.listModels(o.modelsRoot),
@@ -93,15 +105,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pngLimit: o.pngLimit,
     log: o.log,
     stepGate: scaleOut && o.testHooks ? new RemoteGate(scaleOut.redis) : stepGate,
-    // With scale-out the model folders live on the workers: the API node checks that a live worker serves the run's
-    // models, and the worker's executor runs the size, steps and memory checks (preflight) before any step.
-    admit: scaleOut
-      ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
-      : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }),
+    submit,
+    wsStats: () => hub.stats(),
     ...(scaleOut ? { listWorkers: () => scaleOut.workers() } : {}),
   });
   const server = createServer(app);
-  const hub = new WsHub({ queue, token: o.token, log: o.log });
   server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
 
   let port: number;

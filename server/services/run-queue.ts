@@ -5,7 +5,7 @@ import type { ExecutionEvent, RunResult } from '../engine/events.js';
 import { LiveRun, toRunOutput } from './live-run.js';
 import { toRunError } from './run-error.js';
 import type { RunStore, StoredRunMeta } from './run-store.js';
-import type { RunDetail, RunEvent, RunOutput, RunSummary, RunTimings } from '../../nodes/protocol.js';
+import type { QueueState, RunDetail, RunEvent, RunOutput, RunSummary, RunTimings } from '../../nodes/protocol.js';
 
 export type RunEventListener = (event: RunEvent, run: { readonly client_id: string | null }) => void;
 
@@ -51,16 +51,16 @@ export class QueueLimitError extends Error {
   }
 }
 
+export interface SubmitOptions {
+  /** Queue ahead of every queued run (ComfyUI's "queue front"). */
+  readonly front?: boolean;
+  /** Called with the new run's id before any of its events, so a transport can subscribe its submitter first. */
+  readonly beforeEvents?: (runId: string) => void;
+}
+
 export type CancelOutcome =
   | { readonly outcome: 'cancelled' | 'cancelling' | 'finished'; readonly run: RunSummary }
   | { readonly outcome: 'not_found' };
-
-export interface QueueState {
-  readonly paused: boolean;
-  readonly concurrency: number;
-  readonly running: readonly RunSummary[];
-  readonly pending: readonly RunSummary[];
-}
 
 const PAUSED_KEY = 'queue.paused';
 
@@ -111,7 +111,7 @@ export class RunQueue {
   }
 
   /** Queues a run at the back, or ahead of every queued run with `front` (ComfyUI's "queue front"). */
-  submit(graph: Graph, clientId: string | null, opts: { readonly front?: boolean } = {}): { run_id: string; position: number } {
+  submit(graph: Graph, clientId: string | null, opts: SubmitOptions = {}): { run_id: string; position: number } {
     if (this.closing) throw new Error('the server is shutting down');
     const max = this.opts.maxActivePerClient ?? 100;
     if (this.opts.store.activeCount(clientId) >= max) {
@@ -122,6 +122,7 @@ export class RunQueue {
     }
     const id = randomUUID();
     this.opts.store.insert({ id, graph, client_id: clientId, created_at: Date.now() });
+    opts.beforeEvents?.(id);
     if (opts.front && this.opts.store.moveToFront(id)) this.emitPositions(id);
     const position = this.opts.store.position(id) ?? 0;
     this.emit({ type: 'queued', run_id: id, position }, clientId);
@@ -381,7 +382,12 @@ export class RunQueue {
     if (store.markFinished(live.id, { status: 'error', finished_at, outputs: live.outputs, error, timings, node_states: live.nodeStates })) {
       await this.retain();
       this.emit(
-        { type: 'error', run_id: live.id, node: error.node, message: error.message, ...(error.details !== undefined ? { details: error.details } : {}) },
+        {
+          type: 'error', run_id: live.id, node: error.node, message: error.message,
+          ...(error.details !== undefined ? { details: error.details } : {}),
+          ...(error.node_type !== undefined ? { node_type: error.node_type } : {}),
+          ...(error.field !== undefined ? { field: error.field } : {}),
+        },
         live.clientId,
       );
     }

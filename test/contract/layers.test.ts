@@ -19,8 +19,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['server/http'],
   ['server/cli'],
 ];
-/** The editor runs in the browser: it may use the contract and nothing of the server. */
-const CLIENT_MAY_USE: readonly string[] = ['nodes', 'client'];
+/** The editor and the client library run in browsers and scripts: they may use the contract and nothing of the server. */
+const MAY_USE: Readonly<Record<string, readonly string[]>> = { client: ['nodes', 'client'], sdk: ['nodes', 'sdk'] };
 
 function folderOf(file: string): string {
   const rel = path.relative(REPO_ROOT, file).split(path.sep).join('/');
@@ -40,8 +40,8 @@ function sources(dir: string): string[] {
     .map((e) => path.join(e.parentPath, e.name));
 }
 
-test('folders depend one way: nodes → engine → runtime → sd → impls → execution → services → http → cli; the client on nodes only', () => {
-  const files = [...sources(path.join(REPO_ROOT, 'nodes')), ...sources(path.join(REPO_ROOT, 'server')), ...sources(path.join(REPO_ROOT, 'client')), path.join(REPO_ROOT, 'server', 'cli.ts')];
+test('folders depend one way: nodes → engine → runtime → sd → impls → execution → services → http → cli; the editor and the client library on nodes only', () => {
+  const files = [...sources(path.join(REPO_ROOT, 'nodes')), ...sources(path.join(REPO_ROOT, 'server')), ...sources(path.join(REPO_ROOT, 'client')), ...sources(path.join(REPO_ROOT, 'sdk')), path.join(REPO_ROOT, 'server', 'cli.ts')];
   const wrong: string[] = [];
   for (const file of new Set(files)) {
     const from = folderOf(file);
@@ -49,8 +49,8 @@ test('folders depend one way: nodes → engine → runtime → sd → impls → 
     for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) {
       const to = folderOf(path.resolve(path.dirname(file), m[1]!));
       if (to === from) continue;
-      const ok = from === 'client'
-        ? CLIENT_MAY_USE.includes(to)
+      const ok = Object.hasOwn(MAY_USE, from)
+        ? MAY_USE[from]!.includes(to)
         : layerOf(to) >= 0 && layerOf(from) >= 0 && layerOf(to) < layerOf(from);
       if (!ok) wrong.push(`${path.relative(REPO_ROOT, file)} (${from}) imports ${m[1]} (${to})`);
     }

@@ -138,7 +138,7 @@ describe('WebSocket protocol', () => {
     // A frame over the size limit closes that socket (1009), nothing else.
     const big = await WsClient.connect(server.url);
     const closed = new Promise<number>((resolve) => big.ws.once('close', (code) => resolve(code)));
-    big.ws.send('x'.repeat(100_000));
+    big.ws.send('x'.repeat(2 * 1024 * 1024));
     assert.equal(await closed, 1009);
     const ok = await WsClient.connect(server.url);
     const pong = ok.next((f) => f.type === 'pong');

@@ -1,9 +1,8 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
-import { validateGraph } from '../../engine/validate.js';
 import { HttpError, notFound } from '../http-error.js';
-import { QueueLimitError, type RunQueue } from '../../services/run-queue.js';
+import type { RunQueue } from '../../services/run-queue.js';
+import type { Submitter } from '../../services/submit-run.js';
 import { ClientIdSchema } from '../../../nodes/protocol.js';
 
 const SubmitBody = z.strictObject({
@@ -24,12 +23,7 @@ function parseOr400<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
-function refuse(issues: readonly GraphIssue[]): HttpError {
-  const n = issues.length;
-  return new HttpError(400, 'invalid_graph', `the graph has ${n} issue${n === 1 ? '' : 's'}; nothing was queued`, { issues });
-}
-
-export function runsRoutes(queue: RunQueue, admit: (graph: Graph) => Promise<GraphIssue[]>): Router {
+export function runsRoutes(queue: RunQueue, submit: Submitter): Router {
   const router = Router();
 
   router.post('/runs', async (req, res) => {
@@ -38,19 +32,10 @@ export function runsRoutes(queue: RunQueue, admit: (graph: Graph) => Promise<Gra
     }
     const body = parseOr400(SubmitBody, req.body, 'request body');
     if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
-    // Nothing is queued unless the whole graph is valid; every issue comes back at once (ComfyUI A7.4).
-    const validated = validateGraph(body.graph);
-    if (validated.issues.length > 0 || validated.graph === null) throw refuse(validated.issues);
-    const admission = await admit(validated.graph);
-    if (admission.length) throw refuse(admission);
-    let queued;
-    try {
-      queued = queue.submit(validated.graph, body.client_id ?? null, { front: body.front === true });
-    } catch (err) {
-      if (err instanceof QueueLimitError) throw new HttpError(429, 'queue_full', err.message);
-      throw err;
-    }
-    res.status(202).location(`/api/runs/${queued.run_id}`).json(queued);
+    const result = await submit(body.graph, body.client_id ?? null, { front: body.front === true });
+    if (!result.ok && result.reason === 'queue_full') throw new HttpError(429, 'queue_full', result.message);
+    if (!result.ok) throw new HttpError(400, 'invalid_graph', result.message, { issues: result.issues });
+    res.status(202).location(`/api/runs/${result.run_id}`).json({ run_id: result.run_id, position: result.position });
   });
 
   router.get('/runs', (req, res) => {

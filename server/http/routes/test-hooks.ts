@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { GateState } from '../../engine/step-gate.js';
 import { HttpError } from '../http-error.js';
+import type { SocketStats } from '../ws-hub.js';
 
 const GateBody = z
   .strictObject({
@@ -39,8 +40,12 @@ export interface GateControl {
  * TEST-ONLY routes, mounted only when the server starts with test hooks (`--test-hooks` or FUSEGRAPH_TEST_HOOKS=1):
  * they drive the step gate so a test can hold a run at a known sampler step.
  */
-export function testHookRoutes(gate: GateControl): Router {
+export function testHookRoutes(gate: GateControl, wsStats?: () => readonly SocketStats[]): Router {
   const router = Router();
+  // Each WebSocket's unsent bytes (now and at peak) and skipped frames, to measure backpressure.
+  router.get('/test/ws', (_req, res) => {
+    res.json({ sockets: wsStats?.() ?? [] });
+  });
   router.get('/test/gate', async (_req, res) => {
     res.json(await gate.state());
   });
