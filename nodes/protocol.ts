@@ -53,7 +53,6 @@ export const RunErrorSchema = z.object({
   node_type: z.string().optional(),
   field: z.string().optional(),
   message: z.string(),
-  details: z.string().optional(),
   /** Set when the engine rejected the graph at run time (validation passed at submit, e.g. a model folder vanished). */
   issues: z.array(GraphIssueSchema).optional(),
 });
@@ -123,7 +122,7 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('node_done'), run_id: runId, node: z.string(), ms: z.number() }),
   z.object({ type: z.literal('output'), run_id: runId, node: z.string(), images: z.array(OutputFileRefSchema), latents: z.array(OutputFileRefSchema) }),
   z.object({
-    type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(), details: z.string().optional(),
+    type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(),
     node_type: z.string().optional(), field: z.string().optional(),
   }),
   z.object({ type: z.literal('cancelled'), run_id: runId }),

@@ -20,7 +20,6 @@ export class RunFailedError extends Error {
     message: string,
     readonly field?: string,
     readonly nodeType?: string,
-    readonly details?: string,
   ) {
     super(`${node === null ? 'run failed' : `node "${node}"${field ? ` field "${field}"` : ''} failed`}: ${message}`);
   }

@@ -191,7 +191,6 @@ export class RunHandle {
         type: 'error', run_id, node: e.node, message: e.message,
         ...(e.field !== undefined ? { field: e.field } : {}),
         ...(e.node_type !== undefined ? { node_type: e.node_type } : {}),
-        ...(e.details !== undefined ? { details: e.details } : {}),
       });
     }
   }
@@ -201,7 +200,7 @@ export class RunHandle {
     if (frame.type === 'done') {
       this.resolveDone({ runId: frame.run_id, outputs: frame.outputs, timings: frame.timings });
     } else if (frame.type === 'error') {
-      this.rejectDone(new RunFailedError(frame.run_id, frame.node, frame.message, frame.field, frame.node_type, frame.details));
+      this.rejectDone(new RunFailedError(frame.run_id, frame.node, frame.message, frame.field, frame.node_type));
     } else {
       this.rejectDone(new RunCancelledError(frame.run_id));
     }

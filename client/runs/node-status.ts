@@ -17,7 +17,7 @@ export interface NodeStatus {
   readonly preview?: string;
   readonly images?: readonly FileRef[];
   readonly ms?: number;
-  readonly error?: { readonly message: string; readonly details?: string };
+  readonly error?: { readonly message: string };
   readonly issues?: readonly GraphIssue[];
   /** Evaluated at every step of a sampler rather than once: its state follows that sampler's. */
   readonly perStep?: boolean;
@@ -69,7 +69,7 @@ export function applyRunMessage(map: StatusMap, msg: ServerFrame, feeds: StepFee
       if (!('node' in msg)) return [];
       if (!msg.node) return settle(map);
       return [
-        ...set(msg.node, { ...prev(msg.node), state: 'error', error: { message: msg.message, ...(msg.details ? { details: msg.details } : {}) } }),
+        ...set(msg.node, { ...prev(msg.node), state: 'error', error: { message: msg.message } }),
         ...settle(map),
       ];
     case 'cancelled':
@@ -121,7 +121,7 @@ export function statusesFromRun(run: SnapshotRun, feeds: StepFeeds = NO_FEEDS): 
   }
   if (run.error?.node) {
     const s = map.get(run.error.node) ?? EMPTY_STATUS;
-    map.set(run.error.node, { ...s, state: 'error', error: { message: run.error.message, ...(run.error.details ? { details: run.error.details } : {}) } });
+    map.set(run.error.node, { ...s, state: 'error', error: { message: run.error.message } });
   }
   if (run.status === 'running') {
     if (run.progress) {

@@ -384,7 +384,6 @@ export class RunQueue {
       this.emit(
         {
           type: 'error', run_id: live.id, node: error.node, message: error.message,
-          ...(error.details !== undefined ? { details: error.details } : {}),
           ...(error.node_type !== undefined ? { node_type: error.node_type } : {}),
           ...(error.field !== undefined ? { field: error.field } : {}),
         },

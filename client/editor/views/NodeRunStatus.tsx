@@ -46,12 +46,6 @@ export function NodeRunStatus({ status, nodeIssues, onOpenImage }: Props) {
       {error && (
         <div className="fg-node-error" role="alert">
           <div>{error.message}</div>
-          {error.details && (
-            <details>
-              <summary>details</summary>
-              <pre>{error.details}</pre>
-            </details>
-          )}
         </div>
       )}
       {nodeIssues.map((m, i) => <div key={i} className="fg-node-error" role="alert">{m}</div>)}
