@@ -265,13 +265,19 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
       });
 
       it('shows the fusion schedule as a timeline on the switch and the samplers, and dragging the split edits t', async () => {
+        // The same template may be open already: wait for this open's fit, so the views read below are the new ones.
+        const fits = await page.getAttribute('[data-testid=canvas]', 'data-fits');
         await openTemplate(page, 'demo-fusion');
         await waitGraph(page, /Demo/);
+        await page.waitForFunction((n) => document.querySelector('[data-testid=canvas]')?.getAttribute('data-fits') !== n, fits);
         const spans = (node: string) => page.locator(`[data-node-id="${node}"] [data-testid=timeline-span]`).evaluateAll((els) =>
           els.map((e) => [e.getAttribute('data-label'), Number(e.getAttribute('data-from')), Number(e.getAttribute('data-to'))]));
         // Demo graph: SNB while t > 20, then the general model alone.
         const fused = [['blend', 1000, 20], ['general', 20, 0]];
-        await page.waitForFunction(() => document.querySelectorAll('[data-node-id="sample_other"] [data-testid=timeline-span]').length === 1);
+        // Every node view renders its timeline on its own schedule: wait until all four have drawn theirs.
+        await page.waitForFunction((counts) => Object.entries(counts).every(([id, n]) =>
+          document.querySelectorAll(`[data-node-id="${id}"] [data-testid=timeline-span]`).length === n),
+        { schedule: 2, sample_fused: 2, sample_base: 1, sample_other: 1 });
         assert.deepStrictEqual(await spans('schedule'), fused);
         assert.deepStrictEqual(await spans('sample_fused'), fused);
         assert.deepStrictEqual(await spans('sample_base'), [['general', 1000, 0]]);
