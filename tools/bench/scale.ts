@@ -22,7 +22,7 @@ import { findRepoRoot } from '../tiny-models/make-tiny-model.js';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 
-const RUNS = Number(process.env.SCALE_RUNS ?? 3);
+const RUNS = Number(process.env.SCALE_RUNS ?? 6);
 const ROUNDS = Number(process.env.SCALE_ROUNDS ?? 2);
 const OVERHEAD_ROUNDS = 11;
 
