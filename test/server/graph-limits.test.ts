@@ -1,9 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Graph } from '../../nodes/graph-format.js';
 import { GRAPH_LIMITS } from '../../nodes/graph-format.js';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
+import { api, serverPerSuite, isTerminal, txt2img, WsClient } from './helpers.js';
 
 interface Issue { node: string | null; field: string | null; code: string; message: string }
 interface Refused { error: string; issues: Issue[] }
@@ -21,16 +21,8 @@ function samplerChain(length: number): Graph {
 }
 
 describe('graph size limits and own-property lookups (issue 14, defects 3 and 4)', () => {
-  let sandbox: Sandbox;
   let server: RunningServer;
-  before(async () => {
-    sandbox = await makeSandbox();
-    server = await startIn(sandbox);
-  });
-  after(async () => {
-    await server?.close();
-    await sandbox?.remove();
-  });
+  serverPerSuite((s) => ({ server } = s));
 
   const submitRaw = (raw: string) => api<Refused>(server.url, '/api/runs', { raw, headers: { 'content-type': 'application/json' } });
   const submit = (graph: unknown) => api<Refused>(server.url, '/api/runs', { body: { graph } });

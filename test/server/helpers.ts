@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -34,6 +35,24 @@ export async function makeSandbox(): Promise<Sandbox> {
 }
 
 export const quiet = (): void => {};
+
+/**
+ * A sandbox and a server started before one describe block's tests and closed and removed after them; `use` hands
+ * both to the suite once they are up.
+ */
+export function serverPerSuite(use: (s: { sandbox: Sandbox; server: RunningServer }) => void, extra: Partial<ServerOptions> = {}): void {
+  let sandbox: Sandbox | undefined;
+  let server: RunningServer | undefined;
+  before(async () => {
+    sandbox = await makeSandbox();
+    server = await startIn(sandbox, extra);
+    use({ sandbox, server });
+  });
+  after(async () => {
+    await server?.close();
+    await sandbox?.remove();
+  });
+}
 
 export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise<RunningServer> {
   return startServer({

@@ -1,24 +1,14 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
+import { api, serverPerSuite, gate, gateWait, isTerminal, txt2img, WsClient, type Frame } from './helpers.js';
 
 interface Submitted { run_id: string; position: number }
 interface Output { node: string; kind: string; name: string; url: string }
 
 describe('runs over HTTP and WebSocket, tiny real models', () => {
-  let sandbox: Sandbox;
   let server: RunningServer;
-
-  before(async () => {
-    sandbox = await makeSandbox();
-    server = await startIn(sandbox);
-  });
-
-  after(async () => {
-    await server?.close();
-    await sandbox?.remove();
-  });
+  serverPerSuite((s) => ({ server } = s));
 
   it('runs txt2img: events in order over WS, then the image over HTTP', async () => {
     const ws = await WsClient.connect(server.url, '?client_id=alice');

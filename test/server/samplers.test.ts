@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { SAMPLER_NAMES } from '../../nodes/index.js';
 import type { RunningServer } from '../../server/http/start.js';
 import { snbGraph } from '../helpers/graphs.js';
-import { api, isTerminal, makeSandbox, startIn, TINY_MODEL, WsClient, type Sandbox } from './helpers.js';
+import { api, serverPerSuite, isTerminal, TINY_MODEL, WsClient } from './helpers.js';
 
 describe('fusion graphs with every sampler through the server', () => {
-  let sandbox: Sandbox;
   let server: RunningServer;
-  before(async () => {
-    sandbox = await makeSandbox();
-    server = await startIn(sandbox);
-  });
-  after(async () => {
-    await server?.close();
-    await sandbox?.remove();
-  });
+  serverPerSuite((s) => ({ server } = s));
 
   it('each sampler runs an SNB graph to done, with progress per model call', async () => {
     const ws = await WsClient.connect(server.url, '?client_id=samplers');

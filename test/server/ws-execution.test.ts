@@ -1,10 +1,10 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
+import { api, serverPerSuite, gate, gateWait, isTerminal, startIn, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
 
 /**
  * Enough 30 KB previews (one per step of a 512² txt2img) to pass what the kernel buffers for a socket whose reader
@@ -27,16 +27,7 @@ function stepsToOverflowKernelBuffers(): number {
 describe('WebSocket execution channel', () => {
   let sandbox: Sandbox;
   let server: RunningServer;
-
-  before(async () => {
-    sandbox = await makeSandbox();
-    server = await startIn(sandbox);
-  });
-
-  after(async () => {
-    await server?.close();
-    await sandbox?.remove();
-  });
+  serverPerSuite((s) => ({ sandbox, server } = s));
 
   it('submits, reorders, cancels, pauses and clears over one socket', async () => {
     const ws = await WsClient.connect(server.url);

@@ -1,22 +1,12 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
+import { api, serverPerSuite, isTerminal, txt2img, WsClient } from './helpers.js';
 
 describe('WebSocket protocol', () => {
-  let sandbox: Sandbox;
   let server: RunningServer;
-
-  before(async () => {
-    sandbox = await makeSandbox();
-    server = await startIn(sandbox);
-  });
-
-  after(async () => {
-    await server?.close();
-    await sandbox?.remove();
-  });
+  serverPerSuite((s) => ({ server } = s));
 
   it('answers malformed frames with an error frame and keeps the connection', async () => {
     const ws = await WsClient.connect(server.url);
