@@ -3,34 +3,16 @@
  * (DPM++ 2M SDE): multistep updates of the data prediction in λ = log α − log σ, orders 1–3 (SDE: 1–2).
  */
 import type { ResolvedConfig } from './config.js';
-import { modelOutputToX0, multistepSchedule, vp } from './multistep.js';
+import { modelOutputToX0, MultistepRun, vp } from './multistep.js';
 import type { SamplerRun } from './sampler-run.js';
 import { checkStepArgs } from './sampler-run.js';
 
-export class DpmSolverRun implements SamplerRun {
-  readonly timesteps: Float64Array;
-  readonly sigmas: Float32Array;
-  readonly initNoiseSigma = 1;
+export class DpmSolverRun extends MultistepRun implements SamplerRun {
   readonly stochastic: boolean;
-  denoised: Float32Array = new Float32Array(0);
-  private readonly c: ResolvedConfig;
-  private readonly batch: number;
-  /** The last solver_order data predictions, oldest first. */
-  private readonly outputs: (Float32Array | null)[];
-  private lowerOrderNums = 0;
 
   constructor(c: ResolvedConfig, steps: number, batch: number) {
-    this.c = c;
-    this.batch = batch;
-    const s = multistepSchedule(c, steps);
-    this.timesteps = s.timesteps;
-    this.sigmas = s.sigmas;
+    super(c, steps, batch);
     this.stochastic = c.algorithm_type === 'sde-dpmsolver++';
-    this.outputs = new Array<Float32Array | null>(c.solver_order).fill(null);
-  }
-
-  modelInput(out: Float32Array, x: Float32Array): void {
-    out.set(x);
   }
 
   step(x: Float32Array, modelOutput: Float32Array, call: number, noise?: Float32Array): void {

@@ -15,6 +15,31 @@ import {
   trainSchedule,
 } from './sigmas.js';
 
+/**
+ * The state both multistep solvers keep: their schedule, the last solver_order data predictions (oldest first) and
+ * how many steps have run at a lower order. Subclasses add the update rule.
+ */
+export abstract class MultistepRun {
+  readonly timesteps: Float64Array;
+  readonly sigmas: Float32Array;
+  readonly initNoiseSigma = 1;
+  denoised: Float32Array = new Float32Array(0);
+  protected readonly outputs: (Float32Array | null)[];
+  protected lowerOrderNums = 0;
+
+  constructor(protected readonly c: ResolvedConfig, steps: number, protected readonly batch: number) {
+    const s = multistepSchedule(c, steps);
+    this.timesteps = s.timesteps;
+    this.sigmas = s.sigmas;
+    this.outputs = new Array<Float32Array | null>(c.solver_order).fill(null);
+  }
+
+  /** VP samples go to the model unscaled. */
+  modelInput(out: Float32Array, x: Float32Array): void {
+    out.set(x);
+  }
+}
+
 /** Timesteps (integers) and σ (N + 1, the final one per final_sigmas_type) of a multistep solver. */
 export function multistepSchedule(c: ResolvedConfig, n: number): { timesteps: Float64Array; sigmas: Float32Array } {
   const train = trainSchedule(c);

@@ -2,8 +2,7 @@
  * diffusers' UniPCMultistepScheduler (predict_x0, bh1/bh2): a UniC corrector refines the previous step's result with
  * the new model output, then a UniP predictor of order up to solver_order takes the next step.
  */
-import type { ResolvedConfig } from './config.js';
-import { modelOutputToX0, multistepSchedule, vp } from './multistep.js';
+import { modelOutputToX0, MultistepRun, vp } from './multistep.js';
 import type { SamplerRun } from './sampler-run.js';
 import { checkStepArgs } from './sampler-run.js';
 
@@ -29,31 +28,10 @@ function solve(A: number[][], b: number[]): number[] {
   return x;
 }
 
-export class UniPcRun implements SamplerRun {
-  readonly timesteps: Float64Array;
-  readonly sigmas: Float32Array;
-  readonly initNoiseSigma = 1;
+export class UniPcRun extends MultistepRun implements SamplerRun {
   readonly stochastic = false;
-  denoised: Float32Array = new Float32Array(0);
-  private readonly c: ResolvedConfig;
-  private readonly batch: number;
-  private readonly outputs: (Float32Array | null)[];
-  private lowerOrderNums = 0;
   private thisOrder = 0;
   private lastSample: Float32Array | null = null;
-
-  constructor(c: ResolvedConfig, steps: number, batch: number) {
-    this.c = c;
-    this.batch = batch;
-    const s = multistepSchedule(c, steps);
-    this.timesteps = s.timesteps;
-    this.sigmas = s.sigmas;
-    this.outputs = new Array<Float32Array | null>(c.solver_order).fill(null);
-  }
-
-  modelInput(out: Float32Array, x: Float32Array): void {
-    out.set(x);
-  }
 
   /**
    * The coefficients both updates build: r_k = (λ_{s_k} − λ_{s0})/h for the earlier outputs (σ indices `prev`), the
