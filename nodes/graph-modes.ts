@@ -1,5 +1,6 @@
 import type { NodeDef } from './define.js';
 import type { Graph, GraphIssue, GraphLink } from './graph-format.js';
+import { own } from './graph-format.js';
 
 /**
  * The graph a run executes: muted nodes are left out with everything they output, and each bypassed node is
@@ -17,18 +18,18 @@ export function resolveModes(graph: Graph, defOf: (type: string) => NodeDef | un
     const seen = new Set<string>();
     let current = link;
     for (;;) {
-      const from = Object.hasOwn(nodes, current.node) ? nodes[current.node] : undefined;
+      const from = own(nodes, current.node);
       if (!from?.mode) return current;
       if (from.mode === 'mute') return `comes from muted node "${current.node}"`;
       if (seen.has(current.node)) return `goes round a loop of bypassed nodes through "${current.node}"`;
       seen.add(current.node);
       const def = defOf(from.type);
-      const type = def && Object.hasOwn(def.outputs, current.output) ? def.outputs[current.output]!.type : undefined;
+      const type = own(def?.outputs, current.output)?.type;
       const through = type && def
-        ? Object.keys(def.inputs).find((name) => def.inputs[name]!.type === type && from.inputs && Object.hasOwn(from.inputs, name))
+        ? Object.keys(def.inputs).map((name) => def.inputs[name]!.type === type && own(from.inputs, name)).find(Boolean)
         : undefined;
       if (!through) return `comes from bypassed node "${current.node}", which has no linked ${type ?? 'matching'} input to pass through`;
-      current = from.inputs![through]!;
+      current = through;
     }
   };
 
@@ -42,7 +43,7 @@ export function resolveModes(graph: Graph, defOf: (type: string) => NodeDef | un
         inputs[name] = from;
         continue;
       }
-      const optional = defOf(node.type)?.inputs[name]?.optional === true;
+      const optional = own(defOf(node.type)?.inputs, name)?.optional === true;
       if (!optional) {
         issues.push({
           node: id, field: `inputs.${name}`, code: from.startsWith('comes from bypassed') ? 'bypass_type' : 'muted_input',
