@@ -148,10 +148,10 @@ export class RunQueue {
 
   /** After a reorder every queued run's position may have changed: each gets a fresh `queued` frame. */
   private emitPositions(except?: string): void {
-    for (const run of this.opts.store.withStatus('queued')) {
-      if (run.id === except) continue;
-      this.emit({ type: 'queued', run_id: run.id, position: this.opts.store.position(run.id) ?? 0 }, run.client_id);
-    }
+    // withStatus lists queued runs in queue order, so a run's index is its position (one query, not one per run).
+    this.opts.store.withStatus('queued').forEach((run, position) => {
+      if (run.id !== except) this.emit({ type: 'queued', run_id: run.id, position }, run.client_id);
+    });
   }
 
   cancel(id: string): CancelOutcome {
