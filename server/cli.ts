@@ -36,8 +36,8 @@ const COMMAND_USAGE: Record<string, string> = {
 `,
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
-        [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--data DIR] [--threads N] [--test-hooks]
-        [--redis redis://HOST:PORT[/DB] [--local-worker]]
+        [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--unload-idle SECONDS] [--data DIR]
+        [--threads N] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--local-worker]]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
       with --redis, runs execute on workers (docs/scale-out.md)
 `,
@@ -148,7 +148,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'local-worker']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -172,6 +172,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     maxQueuedPerClient: num('max-queued-per-client'),
     keepRuns: num('keep-runs'),
     keepDays: num('keep-days'),
+    ...(flag(args, 'unload-idle') !== undefined ? { unloadIdleMs: num('unload-idle')! * 1000 } : {}),
     ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
     redis: flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS,
     localWorker: args.flags.has('local-worker'),

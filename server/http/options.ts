@@ -30,6 +30,11 @@ export interface ServerOptions {
   maxRunMemory?: number;
   /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
   maxCacheMemory?: number;
+  /**
+   * Release loaded models and the node cache after this many ms without a run, so an idle server returns to about
+   * its starting memory; the next run loads again. 0 = keep them. Default 600 000 (10 minutes).
+   */
+  unloadIdleMs?: number;
   /** Queued plus running runs one client_id may have; more is a 429 queue_full. Default 100. */
   maxQueuedPerClient?: number;
   /** Keep the newest N finished runs (and their output files); older ones are deleted. Default 10,000. */
@@ -95,6 +100,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(concurrency) && concurrency >= 1, `concurrency must be an integer ≥ 1, got ${concurrency}`);
   const previewEvery = o.previewEvery ?? 5;
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
+  const unloadIdleMs = o.unloadIdleMs ?? 600_000;
+  check(Number.isFinite(unloadIdleMs) && unloadIdleMs >= 0, `unloadIdleMs must be a non-negative number of ms, got ${unloadIdleMs}`);
   const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
   check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
   const maxQueuedPerClient = o.maxQueuedPerClient ?? 100;
@@ -123,6 +130,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     concurrency,
     maxModelMemory: o.maxModelMemory,
     maxRunMemory,
+    unloadIdleMs,
     maxCacheMemory: o.maxCacheMemory,
     maxQueuedPerClient,
     keepRuns,

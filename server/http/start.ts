@@ -13,6 +13,7 @@ import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
 import { submitter } from '../services/submit-run.js';
 import { RunStore } from '../services/run-store.js';
+import { IdleRelease } from '../services/idle-release.js';
 import { RedisBackend } from '../services/distributed/redis-backend.js';
 import { RemoteGate } from '../services/distributed/remote-gate.js';
 import { FuseGraphWorker } from '../services/distributed/worker.js';
@@ -57,6 +58,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
   const stepGate = o.testHooks && !scaleOut ? new StepGate() : undefined;
+  const idle = new IdleRelease(o.unloadIdleMs, async () => {
+    cache.clear();
+    const released = await models.releaseIdle();
+    if (released) o.log(`idle for ${o.unloadIdleMs / 1000} s: released ${released} model(s) and the node cache (--unload-idle)`);
+  }, o.log);
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
@@ -70,8 +76,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(scaleOut ? { capacity: () => scaleOut.capacity() } : {}),
     execute: scaleOut
       ? scaleOut.execute
-      : (graph, ctx) =>
-        executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate }),
+      : (graph, ctx) => idle.around(() =>
+        executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate })),
   });
   if (scaleOut) scaleOut.onCapacity = () => queue.wake();
   const localWorker = scaleOut && o.localWorker
@@ -116,6 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     port = await listen(server, o.port, o.host);
   } catch (err) {
+    idle.close();
     await hub.close();
     await localWorker?.close(true);
     await scaleOut?.close();
@@ -135,6 +142,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       await hub.close();
       await queue.close();
+      idle.close();
       await localWorker?.close(true);
       await scaleOut?.close();
       server.closeAllConnections();

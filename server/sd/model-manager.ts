@@ -108,6 +108,19 @@ export class ModelManager {
     }
   }
 
+  /** Disposes every loaded model no run is using (their sessions and worker threads); returns how many. */
+  async releaseIdle(): Promise<number> {
+    let released = 0;
+    for (const [key, entry] of [...this.entries]) {
+      if (entry.users > 0) continue;
+      this.entries.delete(key);
+      const model = await entry.model.catch(() => null);
+      await model?.dispose();
+      if (model) released++;
+    }
+    return released;
+  }
+
   loadedKeys(): string[] {
     return [...this.entries.keys()];
   }

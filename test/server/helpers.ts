@@ -74,10 +74,10 @@ export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise
  * `fusegraph serve` as a separate process on the sandbox (so a test can kill it with SIGKILL), with test hooks,
  * on a free port. Resolves with its URL once it listens.
  */
-export async function serveProcess(s: Sandbox): Promise<{ url: string; child: ChildProcess; exited: Promise<unknown> }> {
+export async function serveProcess(s: Sandbox, extraArgs: readonly string[] = []): Promise<{ url: string; child: ChildProcess; exited: Promise<unknown> }> {
   const child = spawn(process.execPath, [
     path.join(REPO_ROOT, 'bin', 'fusegraph.js'), 'serve', '--port', '0', '--test-hooks',
-    '--models', s.modelsRoot, '--input', s.inputRoot, '--out', s.outputRoot, '--data', s.dataDir,
+    '--models', s.modelsRoot, '--input', s.inputRoot, '--out', s.outputRoot, '--data', s.dataDir, ...extraArgs,
   ], { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let err = '';

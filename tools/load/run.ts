@@ -2,8 +2,9 @@
  * `npm run load`: drives a real `fusegraph serve` process. N WebSocket clients each submit M runs of a small
  * txt2img on the committed demo model (32×32, `--steps`, one seed per run so nothing is served from the cache)
  * and wait for them. Prints p50/p95 time from submit to `done`, lost or misordered events, and the server's RSS
- * at start, after the runs and after `--idle` seconds idle.
- *   npm run load -- [--clients 20] [--runs 5] [--steps 20] [--idle 20]
+ * at start, after the runs and after `--idle` seconds idle (the server releases its models after `--unload-idle`
+ * seconds without a run, by default half of `--idle`).
+ *   npm run load -- [--clients 20] [--runs 5] [--steps 20] [--idle 20] [--unload-idle 10]
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -21,6 +22,7 @@ const CLIENTS = arg('clients', 20);
 const RUNS = arg('runs', 5);
 const STEPS = arg('steps', 20);
 const IDLE_S = arg('idle', 20);
+const UNLOAD_IDLE_S = arg('unload-idle', IDLE_S / 2);
 
 type Frame = { type: string; run_id?: string; step?: number; [k: string]: unknown };
 
@@ -71,7 +73,7 @@ const root = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-load-'));
 const child = spawn(process.execPath, [
   path.join(REPO, 'bin', 'fusegraph.js'), 'serve', '--port', '0', '--models', path.join(REPO, 'models'),
   '--input', path.join(root, 'input'), '--out', path.join(root, 'output'), '--data', path.join(root, 'data'),
-  '--max-queued-per-client', String(RUNS),
+  '--max-queued-per-client', String(RUNS), '--unload-idle', String(UNLOAD_IDLE_S),
 ], { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
 try {
   const base = await new Promise<string>((resolve, reject) => {
@@ -132,13 +134,15 @@ try {
   const rssAfter = await rssMiB(child.pid!);
   await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1000));
   const rssIdle = await rssMiB(child.pid!);
+  const listing = (await (await fetch(`${base}/api/models`)).json()) as { models: { loaded: boolean }[] };
+  const loadedIdle = listing.models.filter((m) => m.loaded).length;
 
   const total = CLIENTS * RUNS;
   console.log(`runs done: ${durations.length} of ${total} in ${wallS.toFixed(1)} s`);
   console.log(`time to done: p50 ${(pct(durations, 50) / 1000).toFixed(2)} s, p95 ${(pct(durations, 95) / 1000).toFixed(2)} s (runs execute one at a time; the queue wait dominates)`);
   console.log(`lost or misordered events: ${problems.length}`);
   for (const p of problems.slice(0, 10)) console.log(`  ${p}`);
-  console.log(`server RSS: ${rssStart.toFixed(0)} MiB at start, ${rssAfter.toFixed(0)} MiB after the runs, ${rssIdle.toFixed(0)} MiB after ${IDLE_S} s idle`);
+  console.log(`server RSS: ${rssStart.toFixed(0)} MiB at start, ${rssAfter.toFixed(0)} MiB after the runs, ${rssIdle.toFixed(0)} MiB after ${IDLE_S} s idle (${loadedIdle} model(s) loaded then; --unload-idle ${UNLOAD_IDLE_S} s)`);
   process.exitCode = problems.length || durations.length !== total ? 1 : 0;
 } finally {
   child.kill('SIGTERM');
