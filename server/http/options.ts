@@ -52,6 +52,8 @@ export interface ServerOptions {
    * execute on `fusegraph worker` processes; SQLite stays the history. Default: none (runs execute here).
    */
   redis?: string;
+  /** With a `rediss://` redis: a PEM file of a private CA to trust for it, besides Node's own CAs. */
+  redisCa?: string;
   /** With `redis`: also run a worker in this process (on modelsRoot). Default false. */
   localWorker?: boolean;
   /** Intra-op threads per ONNX session. Default: every core. */
@@ -66,8 +68,8 @@ export interface ServerOptions {
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -132,6 +134,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     pngLimit: o.pngLimit ?? '20mb',
     testHooks: o.testHooks ?? process.env.FUSEGRAPH_TEST_HOOKS === '1',
     redis: o.redis,
+    redisCa: o.redisCa,
     localWorker: o.localWorker ?? false,
     threads: o.threads,
     lockMs: o.lockMs,

@@ -46,7 +46,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   mkdirSync(o.outputRoot, { recursive: true });
   // Scale-out (--redis): runs execute on workers through BullMQ; everything else below stays as in local mode.
   const scaleOut = o.redis !== undefined
-    ? await RedisBackend.connect({ url: o.redis, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
+    ? await RedisBackend.connect({ url: o.redis, ca: o.redisCa, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
     : undefined;
   const store = new RunStore(o.dataDir);
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
@@ -76,7 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (scaleOut) scaleOut.onCapacity = () => queue.wake();
   const localWorker = scaleOut && o.localWorker
     ? await FuseGraphWorker.start({
-      redisUrl: o.redis!, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
+      redisUrl: o.redis!, redisCa: o.redisCa, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
       testHooks: o.testHooks, log: o.log,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...(o.maxModelMemory !== undefined ? { maxModelMemory: o.maxModelMemory } : {}),
