@@ -52,7 +52,7 @@ export function redisTarget(url: string, caFile: string | undefined): RedisTarge
   try {
     ca = readFileSync(caFile, 'utf8');
   } catch (err) {
-    throw new Error(`--redis-ca: cannot read ${caFile}: ${(err as Error).message}`);
+    throw new Error(`--redis-ca: cannot read ${caFile}: ${(err as Error).message}`, { cause: err });
   }
   if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`--redis-ca: ${caFile} holds no PEM certificate`);
   if (!url.startsWith('rediss://')) throw new Error('--redis-ca is for TLS: the Redis URL must start with rediss://');
