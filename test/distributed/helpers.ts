@@ -6,9 +6,15 @@ import { startWorker as spawnWorker, type WorkerProcess } from '../../tools/scal
 
 export { startRedis, type TestRedis, type WorkerProcess } from '../../tools/scale-out/processes.js';
 
-/** A worker process for tests: one compute thread, test hooks on, a short lock so a killed worker's run moves on quickly. */
-export function startWorker(redisUrl: string, o: { name: string; models: string; out: string }): Promise<WorkerProcess> {
-  return spawnWorker(redisUrl, { ...o, lockMs: 3000, extra: ['--test-hooks'] });
+/**
+ * A worker process for tests: one compute thread, test hooks on, a short lock so a killed worker's run moves on
+ * quickly; `extra` adds options, `env` sets its environment.
+ */
+export function startWorker(
+  redisUrl: string,
+  o: { name: string; models: string; out: string; extra?: string[]; env?: NodeJS.ProcessEnv },
+): Promise<WorkerProcess> {
+  return spawnWorker(redisUrl, { ...o, lockMs: 3000, extra: ['--test-hooks', ...(o.extra ?? [])] });
 }
 
 /** Resolves with the live workers once `predicate` holds (the API node reads heartbeats every 500 ms). */

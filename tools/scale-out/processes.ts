@@ -116,13 +116,14 @@ export interface WorkerProcess {
  */
 export async function startWorker(
   redisUrl: string,
-  o: { name: string; models: string; out: string; threads?: number; lockMs?: number; cpu?: number; extra?: string[] },
+  o: { name: string; models: string; out: string; threads?: number; lockMs?: number; cpu?: number; extra?: string[]; env?: NodeJS.ProcessEnv },
 ): Promise<WorkerProcess> {
   const args = [
     BIN, 'worker', '--redis', redisUrl, '--models', o.models, '--out', o.out, '--name', o.name,
     '--threads', String(o.threads ?? 1), '--lock-ms', String(o.lockMs ?? 3000), ...(o.extra ?? []),
   ];
-  const { child, log } = o.cpu === undefined ? spawnLogged(process.execPath, args) : spawnLogged('taskset', ['-c', String(o.cpu), process.execPath, ...args]);
+  const env = { ...process.env, ...o.env };
+  const { child, log } = o.cpu === undefined ? spawnLogged(process.execPath, args, env) : spawnLogged('taskset', ['-c', String(o.cpu), process.execPath, ...args], env);
   await waitForLine(child, /FuseGraph worker "/, `worker ${o.name}`, log);
   return {
     name: o.name,
