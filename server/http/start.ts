@@ -8,6 +8,7 @@ import { preflightGraph } from '../execution/preflight.js';
 import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../sd/model-manager.js';
+import { adminQueues } from './admin-queues.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
@@ -94,6 +95,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
     ...(o.wsMaxBacklogBytes !== undefined ? { maxBacklogBytes: o.wsMaxBacklogBytes } : {}),
   });
+  const board = scaleOut ? adminQueues(o.token, scaleOut.runQueues()) : undefined;
+  if (scaleOut && board) scaleOut.onQueue = board.add;
   const app = createApp({
     queue,
     listModels: scaleOut ? () => scaleOut.listModels() : () => models.listModels(o.modelsRoot),
@@ -108,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     submit,
     wsStats: () => hub.stats(),
     ...(scaleOut ? { listWorkers: () => scaleOut.workers() } : {}),
+    ...(board ? { adminQueues: board.router } : {}),
   });
   const server = createServer(app);
   server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));

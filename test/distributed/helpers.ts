@@ -18,10 +18,15 @@ export function startWorker(
 }
 
 /** Resolves with the live workers once `predicate` holds (the API node reads heartbeats every 500 ms). */
-export async function workersUntil(base: string, predicate: (w: WorkerInfo[]) => boolean, timeoutMs = 30_000): Promise<WorkerInfo[]> {
+export async function workersUntil(
+  base: string,
+  predicate: (w: WorkerInfo[]) => boolean,
+  timeoutMs = 30_000,
+  headers: Record<string, string> = {},
+): Promise<WorkerInfo[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const res = await api<{ workers: WorkerInfo[] }>(base, '/api/workers');
+    const res = await api<{ workers: WorkerInfo[] }>(base, '/api/workers', { headers });
     if (predicate(res.body.workers)) return res.body.workers;
     if (Date.now() > deadline) throw new Error(`workers never matched: ${JSON.stringify(res.body.workers.map((w) => [w.name, w.running, w.runs_done]))}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
