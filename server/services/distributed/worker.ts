@@ -106,6 +106,7 @@ export class FuseGraphWorker {
   private gateSeq = 0;
   private timer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  private graceDue = 0;
   private pumping = false;
   private pumpAgain = false;
   private stopping = false;
@@ -312,9 +313,16 @@ export class FuseGraphWorker {
     return false;
   }
 
+  /** Looks again when the earliest grace running out ends (a later one is seen by that look, or a heartbeat's). */
   private wakeIn(ms: number): void {
+    const due = Date.now() + ms;
+    if (this.graceTimer !== undefined && this.graceDue <= due) return;
     clearTimeout(this.graceTimer);
-    this.graceTimer = setTimeout(() => this.wake(), ms + 5);
+    this.graceDue = due;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      this.wake();
+    }, ms + 5);
   }
 
   private start(job: Job<RunJobData>, token: string): void {
@@ -332,7 +340,8 @@ export class FuseGraphWorker {
       })
       .catch((err: unknown) => {
         clearInterval(renew);
-        this.log(`run ${runId} could not be closed in BullMQ`, err);
+        // Redis failed under the run (its last word or its job's completion): BullMQ retries it once its lock lapses.
+        this.log(`run ${runId} could not be finished in Redis`, err);
       })
       .finally(() => this.inFlight.delete(done));
     this.inFlight.add(done);
@@ -346,7 +355,7 @@ export class FuseGraphWorker {
     let last: Terminal;
     try {
       // Announced before the first step, so other workers see this slot taken when they decide where a run goes.
-      await this.beat();
+      await this.beat().catch(() => undefined);
       if (await this.redis.exists(KEYS.cancelled(runId))) {
         last = { type: 'cancelled' };
       } else {
