@@ -111,6 +111,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
   check(o.localWorker !== true || o.redis !== undefined, 'a local worker (--local-worker) needs --redis: without it the server executes runs itself');
+  check(o.redisCa === undefined || o.redis !== undefined, '--redis-ca needs --redis (a rediss:// URL)');
   if (o.threads !== undefined) check(Number.isInteger(o.threads) && o.threads >= 1, `threads must be an integer ≥ 1, got ${o.threads}`);
   return {
     host,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { RunningServer } from '../../server/http/start.js';
 import { REPO_ROOT } from '../helpers/graphs.js';
+import { redisTarget } from '../../server/services/distributed/redis.js';
 import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from '../server/helpers.js';
 import type { RunSummary } from '../../nodes/protocol.js';
 import { startRedis, startWorker, workersUntil, type TestRedis, type WorkerProcess } from './helpers.js';
@@ -44,6 +45,13 @@ describe('scale-out over rediss:// (a Redis that speaks only TLS, with a private
       assert.match(err.message, /error: Redis at 127\.0\.0\.1:\d+: its TLS certificate is not trusted/);
       return true;
     });
+  });
+
+  it('refuses a --redis-ca that cannot serve: unreadable, not a certificate, or without TLS', () => {
+    assert.throws(() => redisTarget(redis.url, path.join(TLS, 'missing.pem')), /--redis-ca: cannot read .*missing\.pem/);
+    assert.throws(() => redisTarget(redis.url, path.join(TLS, 'server.key')), /--redis-ca: .*server\.key holds no PEM certificate/);
+    assert.throws(() => redisTarget('redis://127.0.0.1:6379', CA), /must start with rediss:\/\//);
+    assert.deepEqual(redisTarget(redis.url, undefined), { url: redis.url });
   });
 
   it('runs a graph with the API node and a worker on TLS, trusting the CA by --redis-ca', async () => {
