@@ -37,13 +37,16 @@ const COMMAND_USAGE: Record<string, string> = {
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
         [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--unload-idle SECONDS] [--data DIR]
-        [--threads N] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--local-worker]]
+        [--threads N] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
-      with --redis, runs execute on workers (docs/scale-out.md)
+      with --redis, runs execute on workers (docs/scale-out.md); rediss:// is TLS, --redis-ca a private CA to
+      trust for it (or NODE_EXTRA_CA_CERTS); the queues' dashboard is at /admin/queues
 `,
-  worker: `  worker --redis URL [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda] [--concurrency N]
-         [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS] [--test-hooks]
-      execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md)
+  worker: `  worker --redis URL [--redis-ca CA.pem] [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda]
+         [--concurrency N] [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS]
+         [--resident-grace-ms MS] [--test-hooks]
+      execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
+      another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
 `,
 };
 
@@ -148,7 +151,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'local-worker', 'unload-idle']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -175,6 +178,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     ...(flag(args, 'unload-idle') !== undefined ? { unloadIdleMs: num('unload-idle')! * 1000 } : {}),
     ...(args.flags.has('test-hooks') ? { testHooks: true } : {}),
     redis: flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS,
+    redisCa: flag(args, 'redis-ca'),
     localWorker: args.flags.has('local-worker'),
     threads: num('threads'),
   });
@@ -192,7 +196,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 
 async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'test-hooks']);
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca']);
   const { FuseGraphWorker } = await import('./services/distributed/worker.js');
   const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
@@ -207,6 +211,8 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
   };
   const name = flag(args, 'name');
   const out = flag(args, 'out');
+  const caFile = flag(args, 'redis-ca');
+  const grace = flag(args, 'resident-grace-ms');
   const worker = await FuseGraphWorker.start({
     redisUrl: redis,
     modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
@@ -219,6 +225,8 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     testHooks: args.flags.has('test-hooks') || process.env.FUSEGRAPH_TEST_HOOKS === '1',
     ...(name !== undefined ? { name } : {}),
     ...(out !== undefined ? { outputRoot: out } : {}),
+    ...(caFile !== undefined ? { redisCa: caFile } : {}),
+    ...(grace !== undefined ? { residentGraceMs: Number(grace) } : {}),
   });
   if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');
   io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);

@@ -1,4 +1,5 @@
-import express, { type Express } from 'express';
+import express, { type Express, type Router } from 'express';
+import { ADMIN_QUEUES_PATH } from './admin-queues.js';
 import { requireSameOrigin, requireToken } from './auth.js';
 import { clientRoutes } from './client-static.js';
 import { errorMiddleware } from './error-middleware.js';
@@ -35,6 +36,8 @@ export interface AppDeps {
   readonly wsStats?: () => readonly SocketStats[];
   /** Scale-out: the live workers (GET /api/workers). */
   readonly listWorkers?: () => Promise<WorkerInfo[]>;
+  /** Scale-out: the BullMQ dashboard (admin-queues.ts), mounted at /admin/queues. */
+  readonly adminQueues?: Router;
 }
 
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
@@ -64,6 +67,7 @@ export function createApp(deps: AppDeps): Express {
   });
 
   app.use('/api', api);
+  if (deps.adminQueues) app.use(ADMIN_QUEUES_PATH, deps.adminQueues);
   app.use(clientRoutes(deps.clientDir));
   app.use(errorMiddleware(deps.log));
   return app;

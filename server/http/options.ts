@@ -57,6 +57,8 @@ export interface ServerOptions {
    * execute on `fusegraph worker` processes; SQLite stays the history. Default: none (runs execute here).
    */
   redis?: string;
+  /** With a `rediss://` redis: a PEM file of a private CA to trust for it, besides Node's own CAs. */
+  redisCa?: string;
   /** With `redis`: also run a worker in this process (on modelsRoot). Default false. */
   localWorker?: boolean;
   /** Intra-op threads per ONNX session. Default: every core. */
@@ -71,8 +73,8 @@ export interface ServerOptions {
   log?: (message: string, err?: unknown) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -116,6 +118,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
   check(o.localWorker !== true || o.redis !== undefined, 'a local worker (--local-worker) needs --redis: without it the server executes runs itself');
+  check(o.redisCa === undefined || o.redis !== undefined, '--redis-ca needs --redis (a rediss:// URL)');
   if (o.threads !== undefined) check(Number.isInteger(o.threads) && o.threads >= 1, `threads must be an integer ≥ 1, got ${o.threads}`);
   return {
     host,
@@ -140,6 +143,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     pngLimit: o.pngLimit ?? '20mb',
     testHooks: o.testHooks ?? process.env.FUSEGRAPH_TEST_HOOKS === '1',
     redis: o.redis,
+    redisCa: o.redisCa,
     localWorker: o.localWorker ?? false,
     threads: o.threads,
     lockMs: o.lockMs,

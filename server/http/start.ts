@@ -8,6 +8,7 @@ import { preflightGraph } from '../execution/preflight.js';
 import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../sd/model-manager.js';
+import { adminQueues } from './admin-queues.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
@@ -47,7 +48,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   mkdirSync(o.outputRoot, { recursive: true });
   // Scale-out (--redis): runs execute on workers through BullMQ; everything else below stays as in local mode.
   const scaleOut = o.redis !== undefined
-    ? await RedisBackend.connect({ url: o.redis, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
+    ? await RedisBackend.connect({ url: o.redis, ca: o.redisCa, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
     : undefined;
   const store = new RunStore(o.dataDir);
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
@@ -82,7 +83,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (scaleOut) scaleOut.onCapacity = () => queue.wake();
   const localWorker = scaleOut && o.localWorker
     ? await FuseGraphWorker.start({
-      redisUrl: o.redis!, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
+      redisUrl: o.redis!, redisCa: o.redisCa, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
       testHooks: o.testHooks, log: o.log,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...(o.maxModelMemory !== undefined ? { maxModelMemory: o.maxModelMemory } : {}),
@@ -100,6 +101,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
     ...(o.wsMaxBacklogBytes !== undefined ? { maxBacklogBytes: o.wsMaxBacklogBytes } : {}),
   });
+  const board = scaleOut ? adminQueues(o.token, scaleOut.runQueues()) : undefined;
+  if (scaleOut && board) scaleOut.onQueue = board.add;
   const app = createApp({
     queue,
     listModels: scaleOut ? () => scaleOut.listModels() : () => models.listModels(o.modelsRoot),
@@ -114,6 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     submit,
     wsStats: () => hub.stats(),
     ...(scaleOut ? { listWorkers: () => scaleOut.workers() } : {}),
+    ...(board ? { adminQueues: board.router } : {}),
   });
   const server = createServer(app);
   server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));

@@ -6,16 +6,27 @@ import { startWorker as spawnWorker, type WorkerProcess } from '../../tools/scal
 
 export { startRedis, type TestRedis, type WorkerProcess } from '../../tools/scale-out/processes.js';
 
-/** A worker process for tests: one compute thread, test hooks on, a short lock so a killed worker's run moves on quickly. */
-export function startWorker(redisUrl: string, o: { name: string; models: string; out: string }): Promise<WorkerProcess> {
-  return spawnWorker(redisUrl, { ...o, lockMs: 3000, extra: ['--test-hooks'] });
+/**
+ * A worker process for tests: one compute thread, test hooks on, a short lock so a killed worker's run moves on
+ * quickly; `extra` adds options, `env` sets its environment.
+ */
+export function startWorker(
+  redisUrl: string,
+  o: { name: string; models: string; out: string; extra?: string[]; env?: NodeJS.ProcessEnv },
+): Promise<WorkerProcess> {
+  return spawnWorker(redisUrl, { ...o, lockMs: 3000, extra: ['--test-hooks', ...(o.extra ?? [])] });
 }
 
 /** Resolves with the live workers once `predicate` holds (the API node reads heartbeats every 500 ms). */
-export async function workersUntil(base: string, predicate: (w: WorkerInfo[]) => boolean, timeoutMs = 30_000): Promise<WorkerInfo[]> {
+export async function workersUntil(
+  base: string,
+  predicate: (w: WorkerInfo[]) => boolean,
+  timeoutMs = 30_000,
+  headers: Record<string, string> = {},
+): Promise<WorkerInfo[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const res = await api<{ workers: WorkerInfo[] }>(base, '/api/workers');
+    const res = await api<{ workers: WorkerInfo[] }>(base, '/api/workers', { headers });
     if (predicate(res.body.workers)) return res.body.workers;
     if (Date.now() > deadline) throw new Error(`workers never matched: ${JSON.stringify(res.body.workers.map((w) => [w.name, w.running, w.runs_done]))}`);
     await new Promise((resolve) => setTimeout(resolve, 100));

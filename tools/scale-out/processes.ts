@@ -66,14 +66,20 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** `password`: the server requires it (`requirepass`), and `url` carries it. */
-export async function startRedis(o: { password?: string } = {}): Promise<TestRedis> {
+/**
+ * `password`: the server requires it (`requirepass`), and `url` carries it. `tls`: the server speaks only TLS,
+ * with that certificate and key (PEM files), and `url` is `rediss://`.
+ */
+export async function startRedis(o: { password?: string; tls?: { cert: string; key: string; ca: string } } = {}): Promise<TestRedis> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fusegraph-redis-'));
   const port = await freePort();
   let current: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     const auth = o.password !== undefined ? ['--requirepass', o.password] : [];
-    const { child, log } = spawnLogged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth]);
+    const listen = o.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.cert, '--tls-key-file', o.tls.key, '--tls-ca-cert-file', o.tls.ca, '--tls-auth-clients', 'no']
+      : ['--port', String(port)];
+    const { child, log } = spawnLogged('redis-server', [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth]);
     current = child;
     await waitForLine(child, /Ready to accept connections/, 'redis-server', log, 20_000);
   };
@@ -86,7 +92,7 @@ export async function startRedis(o: { password?: string } = {}): Promise<TestRed
     await exited(c);
   };
   return {
-    url: `redis://${o.password !== undefined ? `:${encodeURIComponent(o.password)}@` : ''}127.0.0.1:${port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://${o.password !== undefined ? `:${encodeURIComponent(o.password)}@` : ''}127.0.0.1:${port}`,
     port,
     restart: async () => {
       await kill();
@@ -116,13 +122,14 @@ export interface WorkerProcess {
  */
 export async function startWorker(
   redisUrl: string,
-  o: { name: string; models: string; out: string; threads?: number; lockMs?: number; cpu?: number; extra?: string[] },
+  o: { name: string; models: string; out: string; threads?: number; lockMs?: number; cpu?: number; extra?: string[]; env?: NodeJS.ProcessEnv },
 ): Promise<WorkerProcess> {
   const args = [
     BIN, 'worker', '--redis', redisUrl, '--models', o.models, '--out', o.out, '--name', o.name,
     '--threads', String(o.threads ?? 1), '--lock-ms', String(o.lockMs ?? 3000), ...(o.extra ?? []),
   ];
-  const { child, log } = o.cpu === undefined ? spawnLogged(process.execPath, args) : spawnLogged('taskset', ['-c', String(o.cpu), process.execPath, ...args]);
+  const env = { ...process.env, ...o.env };
+  const { child, log } = o.cpu === undefined ? spawnLogged(process.execPath, args, env) : spawnLogged('taskset', ['-c', String(o.cpu), process.execPath, ...args], env);
   await waitForLine(child, /FuseGraph worker "/, `worker ${o.name}`, log);
   return {
     name: o.name,

@@ -6,13 +6,15 @@ import type { ExecutionEvent, OutputFile, RunResult } from '../../engine/events.
 import type { ExecuteFn } from '../run-queue.js';
 import type { RunError, WorkerInfo } from '../../../nodes/protocol.js';
 import { OutputStore } from './output-store.js';
-import { BULL_PREFIX, checkReachable, connectRedis, FINISHED_TTL_S, KEYS } from './redis.js';
+import { BULL_PREFIX, checkReachable, connectRedis, FINISHED_TTL_S, KEYS, redisTarget } from './redis.js';
 import { readWorkers } from './registry.js';
 import { modelsOf, routeOf, routingIssues } from './routing.js';
 import { appendEntry, decodeEntry, type StreamEntry } from './stream.js';
 
 export interface RedisBackendOptions {
   readonly url: string;
+  /** `--redis-ca`: a PEM file of the CA to trust for a `rediss://` Redis, besides Node's own. */
+  readonly ca?: string;
   readonly outputRoot: string;
   readonly previewEvery: number;
   readonly log: (message: string, err?: unknown) => void;
@@ -40,6 +42,8 @@ export interface SharedModelListing {
 
 const BLOCK_MS = 1000;
 
+type Route = ReturnType<typeof routeOf>;
+
 /**
  * The API node's side of scale-out: validated runs go to BullMQ (one queue per set of model folders, see
  * routing.ts) instead of executing here, and each run's events come back from the Redis stream its worker
@@ -54,13 +58,15 @@ export class RedisBackend {
   private closed = false;
   /** Called when the workers' total capacity grew, so the run queue dispatches waiting runs. */
   onCapacity: () => void = () => {};
+  /** Called with each run queue (model set) as it becomes known, so a dashboard can list it. */
+  onQueue: (queue: Queue) => void = () => {};
 
   private constructor(private readonly opts: RedisBackendOptions, readonly redis: Redis) {
     this.files = new OutputStore(redis, opts.outputRoot);
   }
 
   static async connect(opts: RedisBackendOptions): Promise<RedisBackend> {
-    const redis = connectRedis(opts.url, 'api');
+    const redis = connectRedis(redisTarget(opts.url, opts.ca), 'api');
     try {
       await checkReachable(redis, opts.url);
     } catch (err) {
@@ -68,6 +74,7 @@ export class RedisBackend {
       throw err;
     }
     const backend = new RedisBackend(opts, redis);
+    for (const id of Object.keys(await redis.hgetall(KEYS.routes))) backend.queueFor(`runs-${id}`);
     await backend.refresh();
     backend.timer = setInterval(() => void backend.refresh(), opts.refreshMs ?? 500);
     backend.timer.unref();
@@ -77,6 +84,11 @@ export class RedisBackend {
   /** Runs that may execute at once: every live worker's slots. */
   capacity(): number {
     return this.workerList.reduce((sum, w) => sum + w.concurrency, 0);
+  }
+
+  /** The run queues known so far: those of earlier runs (read from Redis at connect) and of runs since. */
+  runQueues(): Queue[] {
+    return [...this.queues.values()];
   }
 
   /** Live workers, read now (GET /api/workers). */
@@ -113,7 +125,6 @@ export class RedisBackend {
   readonly execute: ExecuteFn = async (graph, ctx) => {
     const route = routeOf(modelsOf(graph).map((m) => m.path));
     await this.redis.hset(KEYS.routes, route.id, JSON.stringify(route.paths));
-    await this.redis.publish(KEYS.routesChannel, route.id);
     const queue = this.queueFor(route.queue);
     const data: RunJobData = { graph, previewEvery: this.opts.previewEvery };
     // The run id is the job id: adding it again (an API node restarted mid-run) finds the job already there.
@@ -122,7 +133,9 @@ export class RedisBackend {
       removeOnComplete: { age: FINISHED_TTL_S },
       removeOnFail: { age: FINISHED_TTL_S },
     });
-    return this.follow(ctx, queue, data);
+    // Workers fetch by hand (worker.ts): this tells those that serve the route to look now.
+    await this.redis.publish(KEYS.queued, route.id);
+    return this.follow(ctx, queue, data, route);
   };
 
   async close(): Promise<void> {
@@ -151,12 +164,13 @@ export class RedisBackend {
       queue = new Queue(name, { connection: this.redis, prefix: BULL_PREFIX });
       queue.on('error', (err) => this.opts.log(`queue ${name}`, err));
       this.queues.set(name, queue);
+      this.onQueue(queue);
     }
     return queue;
   }
 
   /** Follows one run's event stream from its start (a restarted API node replays it) until its last entry. */
-  private async follow(ctx: Parameters<ExecuteFn>[1], queue: Queue, data: RunJobData): Promise<RunResult> {
+  private async follow(ctx: Parameters<ExecuteFn>[1], queue: Queue, data: RunJobData, route: Route): Promise<RunResult> {
     const conn = this.redis.duplicate();
     conn.on('error', () => {});
     this.followers.add(conn);
@@ -184,7 +198,7 @@ export class RedisBackend {
           throw err;
         }
         if (!reply) {
-          await this.checkJob(ctx.runId, queue, data, run);
+          await this.checkJob(ctx.runId, queue, data, run, route);
           continue;
         }
         for (const [, entries] of reply) {
@@ -223,7 +237,7 @@ export class RedisBackend {
    * finished without a stream to read (see forget) or that Redis lost (restarted without persistence) is
    * submitted again, so the run starts over instead of waiting forever.
    */
-  private async checkJob(runId: string, queue: Queue, data: RunJobData, run: RemoteRun): Promise<void> {
+  private async checkJob(runId: string, queue: Queue, data: RunJobData, run: RemoteRun, route: Route): Promise<void> {
     const state = await queue.getJobState(runId);
     if (state === 'failed') {
       const job = await queue.getJob(runId);
@@ -233,7 +247,10 @@ export class RedisBackend {
     if (lost && !run.started && (await this.redis.exists(KEYS.events(runId))) === 0) {
       this.opts.log(`run ${runId} has no job or events in Redis any more; submitting it again`);
       await (await queue.getJob(runId))?.remove();
+      // Announced again: a Redis restarted without persistence lost the routes too.
+      await this.redis.hset(KEYS.routes, route.id, JSON.stringify(route.paths));
       await queue.add('run', data, { jobId: runId, removeOnComplete: { age: FINISHED_TTL_S }, removeOnFail: { age: FINISHED_TTL_S } });
+      await this.redis.publish(KEYS.queued, route.id);
     }
   }
 

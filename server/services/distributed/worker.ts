@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Graph } from '../../../nodes/graph-format.js';
 import { NodeCache } from '../../engine/cache.js';
@@ -17,13 +17,16 @@ import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
 import type { WorkerInfo, WorkerModel } from '../../../nodes/protocol.js';
 import type { RunJobData } from './redis-backend.js';
-import { BULL_PREFIX, checkReachable, connectRedis, KEYS } from './redis.js';
-import { announceWorker, retireWorker } from './registry.js';
+import { BULL_PREFIX, checkReachable, connectRedis, KEYS, redisTarget, type RedisTarget } from './redis.js';
+import { allResident, Grace, residentElsewhere } from './preference.js';
+import { announceWorker, readWorkers, retireWorker } from './registry.js';
 import { serves } from './routing.js';
-import { StreamWriter } from './stream.js';
+import { StreamWriter, type Terminal } from './stream.js';
 
 export interface WorkerOptions {
   readonly redisUrl: string;
+  /** `--redis-ca`: a PEM file of the CA to trust for a `rediss://` Redis, besides Node's own. */
+  readonly redisCa?: string;
   readonly modelsRoot: string;
   readonly inputRoot: string;
   /** Where runs write before their files go to the API node. Default: a new temp folder. */
@@ -45,6 +48,11 @@ export interface WorkerOptions {
    */
   readonly lockMs?: number;
   readonly heartbeatMs?: number;
+  /**
+   * How long this worker leaves a run whose models it has not loaded to a worker that has them loaded and a free
+   * slot (preference.ts). Default 2000 ms; 0 turns the preference off.
+   */
+  readonly residentGraceMs?: number;
   readonly log?: (message: string, err?: unknown) => void;
 }
 
@@ -56,33 +64,59 @@ interface GateCommand {
   readonly on?: boolean;
 }
 
+/** A model set this worker serves: BullMQ's Worker, used for manual fetching, and a Queue to look at its head. */
+interface Consumer {
+  readonly paths: readonly string[];
+  readonly worker: Worker<RunJobData>;
+  readonly queue: Queue<RunJobData>;
+}
+
 /**
- * A scale-out worker: announces its model folders (with each model.onnx's SHA-256) and provider, consumes the
- * BullMQ queues of the model sets it serves, executes runs with sessions kept resident across runs (as serve
+ * A scale-out worker: announces its model folders (with each model.onnx's SHA-256) and provider, takes runs from
+ * the BullMQ queues of the model sets it serves, executes them with sessions kept resident across runs (as serve
  * does), streams every event and output back through Redis, and honours cancels. It listens on no port.
+ *
+ * Runs are fetched by hand (BullMQ's `Worker.getNextJob`, the "manually fetching jobs" pattern) rather than by
+ * BullMQ's own fetch loop, for two reasons. (1) Which queue to take from, and whether to take at all, is decided
+ * per fetch: sets whose models are loaded here come first, and a set whose models are not is left, for a bounded
+ * grace, to another worker that has them loaded and a free slot (preference.ts). One BullMQ queue per set, shared by
+ * every worker that serves it, stays the unit of routing, so kill -9 recovery (BullMQ's stalled-job check, started
+ * here by hand), cancel, API-node and Redis restarts work as before. Per-worker queues with the API node choosing
+ * would need the API node to re-route a dead worker's jobs itself; BullMQ's auto-fetch loop cannot be told to skip
+ * one fetch. (2) A run is fetched only when a slot is free: with one auto-fetching BullMQ Worker per queue, a busy
+ * worker took jobs from its other queues and sat on them waiting for a slot while another worker could run them.
+ * Fetches happen when the API node announces a queued run, when a slot frees, when a grace ends and with each
+ * heartbeat (which also picks up jobs the stalled-job check moved back to their queue).
  */
 export class FuseGraphWorker {
   readonly id = randomUUID();
   readonly name: string;
   private readonly models: ModelManager;
   private readonly cache = new NodeCache();
-  private readonly consumers = new Map<string, Worker>();
+  private readonly consumers = new Map<string, Consumer>();
   private readonly running = new Map<string, AbortController>();
-  private readonly waiters: (() => void)[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly gate: StepGate | undefined;
   private readonly log: (message: string, err?: unknown) => void;
   private readonly concurrency: number;
+  private readonly lockMs: number;
+  private readonly grace: Grace;
   private readonly startedAt = Date.now();
-  private active = 0;
   private runsDone = 0;
   private gateSeq = 0;
   private timer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private graceDue = 0;
+  private pumping = false;
+  private pumpAgain = false;
+  private stopping = false;
   private closing: Promise<void> | undefined;
   /** Set by a forced close: running runs stop without a last word, so BullMQ retries them on another worker. */
   private abandoning = false;
 
   private constructor(
     private readonly opts: WorkerOptions,
+    private readonly target: RedisTarget,
     private readonly redis: Redis,
     private readonly sub: Redis,
     private readonly offered: readonly WorkerModel[],
@@ -90,6 +124,8 @@ export class FuseGraphWorker {
   ) {
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
     this.concurrency = opts.concurrency ?? 1;
+    this.lockMs = opts.lockMs ?? 30_000;
+    this.grace = new Grace(opts.residentGraceMs ?? 2000);
     this.log = opts.log ?? ((m, err) => (err === undefined ? console.error(`[fusegraph worker] ${m}`) : console.error(`[fusegraph worker] ${m}:`, err)));
     this.models = new ModelManager({
       ...(opts.maxModelMemory !== undefined ? { maxBytes: opts.maxModelMemory } : {}),
@@ -102,9 +138,13 @@ export class FuseGraphWorker {
     if (opts.concurrency !== undefined && (!Number.isInteger(opts.concurrency) || opts.concurrency < 1)) {
       throw new Error(`--concurrency must be an integer ≥ 1, got ${opts.concurrency}`);
     }
+    if (opts.residentGraceMs !== undefined && !(Number.isFinite(opts.residentGraceMs) && opts.residentGraceMs >= 0)) {
+      throw new Error(`--resident-grace-ms must be a number of milliseconds ≥ 0, got ${opts.residentGraceMs}`);
+    }
+    const target = redisTarget(opts.redisUrl, opts.redisCa);
     const offered = await scanModels(path.resolve(opts.modelsRoot), opts.log);
     const outputRoot = opts.outputRoot ? path.resolve(opts.outputRoot) : await mkdtemp(path.join(os.tmpdir(), 'fusegraph-worker-'));
-    const redis = connectRedis(opts.redisUrl, 'worker');
+    const redis = connectRedis(target, 'worker');
     try {
       await checkReachable(redis, opts.redisUrl);
     } catch (err) {
@@ -113,7 +153,7 @@ export class FuseGraphWorker {
     }
     const sub = redis.duplicate();
     sub.on('error', () => {});
-    const worker = new FuseGraphWorker(opts, redis, sub, offered, outputRoot);
+    const worker = new FuseGraphWorker(opts, target, redis, sub, offered, outputRoot);
     await worker.listen();
     return worker;
   }
@@ -132,13 +172,17 @@ export class FuseGraphWorker {
    * worker once their lock lapses), then leaves the registry.
    */
   close(force = false): Promise<void> {
+    this.stopping = true;
     if (force) {
       this.abandoning = true;
       for (const controller of this.running.values()) controller.abort();
     }
     this.closing ??= (async () => {
       clearInterval(this.timer);
-      await Promise.all([...this.consumers.values()].map((c) => c.close(force)));
+      clearTimeout(this.graceTimer);
+      // An abandoned run may sit in an ONNX call for a while; it writes nothing more, so it is not waited for.
+      if (!force) await Promise.all(this.inFlight);
+      await Promise.all([...this.consumers.values()].map((c) => Promise.all([c.worker.close(force), c.queue.close()])));
       this.sub.disconnect();
       await retireWorker(this.redis, this.id).catch(() => undefined);
       this.redis.disconnect();
@@ -150,30 +194,37 @@ export class FuseGraphWorker {
   private async listen(): Promise<void> {
     this.sub.on('message', (channel: string, message: string) => {
       if (channel === KEYS.cancelChannel) this.running.get(message)?.abort();
-      else if (channel === KEYS.routesChannel) void this.syncRoutes();
+      else if (channel === KEYS.queued) void this.syncRoutes().then(() => this.wake(), (err: unknown) => this.log('could not read the routes', err));
       else if (channel === KEYS.gateCommands) this.applyGate(JSON.parse(message) as GateCommand);
     });
-    await this.sub.subscribe(KEYS.cancelChannel, KEYS.routesChannel, ...(this.gate ? [KEYS.gateCommands] : []));
+    await this.sub.subscribe(KEYS.cancelChannel, KEYS.queued, ...(this.gate ? [KEYS.gateCommands] : []));
     if (this.gate) this.reportGate(this.gate.state());
     await this.beat();
     await this.syncRoutes();
+    this.wake();
     const every = this.opts.heartbeatMs ?? 1000;
     this.timer = setInterval(() => {
-      // Routes are re-read with each beat too: a route announced while Redis was unreachable is not missed.
-      void this.beat().then(() => this.syncRoutes()).catch((err: unknown) => this.log('heartbeat failed', err));
+      // Routes are re-read and queues looked at with each beat too: a route announced while Redis was unreachable,
+      // or a job the stalled-job check put back, is not missed.
+      void this.beat().then(() => this.syncRoutes()).then(() => this.wake(), (err: unknown) => this.log('heartbeat failed', err));
     }, every);
   }
 
-  private info(): WorkerInfo {
+  /** Model folders whose sessions are loaded now. */
+  private resident(): string[] {
     const root = path.resolve(this.opts.modelsRoot);
-    const resident = this.models.loadedKeys().map((key) => path.relative(root, key.slice(0, key.lastIndexOf('|'))).split(path.sep).join('/'));
+    const paths = this.models.loadedKeys().map((key) => path.relative(root, key.slice(0, key.lastIndexOf('|'))).split(path.sep).join('/'));
+    return [...new Set(paths)];
+  }
+
+  private info(): WorkerInfo {
     return {
       id: this.id,
       name: this.name,
       provider: this.opts.provider ?? 'auto',
       concurrency: this.concurrency,
       models: [...this.offered],
-      resident: [...new Set(resident)],
+      resident: this.resident(),
       running: [...this.running.keys()],
       runs_done: this.runsDone,
       started_at: this.startedAt,
@@ -182,89 +233,170 @@ export class FuseGraphWorker {
   }
 
   private async beat(): Promise<void> {
-    if (this.closing) return;
+    if (this.stopping) return;
     await announceWorker(this.redis, this.info(), 4 * (this.opts.heartbeatMs ?? 1000));
   }
 
   /** Consumes the queue of every announced model set this worker serves whole. */
   private async syncRoutes(): Promise<void> {
-    if (this.closing) return;
+    if (this.stopping) return;
     const routes = await this.redis.hgetall(KEYS.routes);
     for (const [id, json] of Object.entries(routes)) {
-      if (this.consumers.has(id) || !serves({ models: [...this.offered] }, JSON.parse(json) as string[])) continue;
-      const lockMs = this.opts.lockMs ?? 30_000;
-      const connection = connectRedis(this.opts.redisUrl, 'worker-queue');
-      const consumer = new Worker<RunJobData>(`runs-${id}`, (job) => this.process(job), {
+      const paths = JSON.parse(json) as string[];
+      if (this.consumers.has(id) || !serves({ models: [...this.offered] }, paths)) continue;
+      const name = `runs-${id}`;
+      const connection = connectRedis(this.target, 'worker-queue');
+      const worker = new Worker<RunJobData>(name, null, {
         connection,
         prefix: BULL_PREFIX,
-        concurrency: this.concurrency,
-        lockDuration: lockMs,
-        stalledInterval: lockMs,
+        autorun: false,
+        lockDuration: this.lockMs,
+        stalledInterval: this.lockMs,
         maxStalledCount: 2,
       });
-      consumer.on('error', (err) => this.log(`queue runs-${id}`, err));
-      consumer.on('closed', () => connection.disconnect());
-      this.consumers.set(id, consumer);
+      worker.on('error', (err) => this.log(`queue ${name}`, err));
+      worker.on('closed', () => connection.disconnect());
+      const queue = new Queue<RunJobData>(name, { connection: this.redis, prefix: BULL_PREFIX });
+      queue.on('error', (err) => this.log(`queue ${name}`, err));
+      this.consumers.set(id, { paths, worker, queue });
+      // Fetching by hand, the stalled-job check (which hands a dead worker's runs to the living) is started by hand.
+      await worker.startStalledCheckTimer();
     }
   }
 
-  /** One slot per concurrent run across all queues this worker consumes. */
-  private async acquire(): Promise<void> {
-    if (this.active < this.concurrency) {
-      this.active++;
+  /** Looks for runs to take now; one look at a time, and one more if asked for during it. */
+  private wake(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
       return;
     }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiters.shift();
-    if (next) next();
-    else this.active--;
-  }
-
-  private async process(job: Job<RunJobData>): Promise<void> {
-    const runId = job.id!;
-    await this.acquire();
-    const controller = new AbortController();
-    this.running.set(runId, controller);
-    const stream = new StreamWriter(this.redis, runId);
-    const roots = { models: this.opts.modelsRoot, input: this.opts.inputRoot, output: this.outputRoot };
-    try {
-      if (await this.redis.exists(KEYS.cancelled(runId))) {
-        await stream.end({ type: 'cancelled' });
-        return;
-      }
-      stream.push({ type: 'attempt', worker: this.name, worker_id: this.id, attempt: job.attemptsStarted });
-      void this.beat();
+    this.pumping = true;
+    void (async () => {
       try {
-        const result = await executeGraph(this.withProvider(job.data.graph), {
-          roots,
-          models: this.models,
-          cache: this.cache,
-          signal: controller.signal,
-          onEvent: (e) => stream.event(e),
-          previewEvery: job.data.previewEvery,
-          stepGate: this.gate,
-        });
-        await stream.end({ type: 'done', timings: result.timings, unetCalls: result.unetCalls, cachedNodes: result.cachedNodes, ms: result.ms });
+        do {
+          this.pumpAgain = false;
+          while (!this.stopping && this.running.size < this.concurrency && (await this.fetchOne()));
+        } while (this.pumpAgain && !this.stopping);
       } catch (err) {
-        // Abandoned: leave the job active and unlocked; BullMQ's stalled check hands it to another worker.
-        if (this.abandoning) await new Promise<never>(() => {});
-        if (controller.signal.aborted || err instanceof RunCancelledError) {
-          await stream.end({ type: 'cancelled' });
-        } else {
-          // What reaches clients names files relative to the worker's roots; the full error stays in the worker's log.
-          const error = toRunError(err, (text) => redactPaths(text, roots));
-          this.log(`run ${runId} failed${error.node ? ` at node "${error.node}"` : ''}`, err);
-          await stream.end({ type: 'error', error });
+        // Redis unreachable, most likely: the next heartbeat looks again.
+        this.log('could not fetch a run', err);
+      } finally {
+        this.pumping = false;
+      }
+    })();
+  }
+
+  /** Takes one run if a queue this worker may take from now has one; sets whose models are loaded here first. */
+  private async fetchOne(): Promise<boolean> {
+    const resident = this.resident();
+    const consumers = [...this.consumers.values()].sort((a, b) => Number(allResident(resident, b.paths)) - Number(allResident(resident, a.paths)));
+    let workers: WorkerInfo[] | undefined;
+    for (const c of consumers) {
+      if (this.grace.ms > 0 && !allResident(resident, c.paths)) {
+        workers ??= await readWorkers(this.redis);
+        if (residentElsewhere(this.id, c.paths, workers)) {
+          const [head] = await c.queue.getRanges(['wait'], 0, 0, true);
+          if (head === undefined) continue;
+          const left = this.grace.left(head);
+          if (left > 0) {
+            this.wakeIn(left);
+            continue;
+          }
         }
       }
-      this.runsDone++;
+      const token = randomUUID();
+      const job = await c.worker.getNextJob(token, { block: false });
+      if (!job) continue;
+      this.start(job, token);
+      return true;
+    }
+    return false;
+  }
+
+  /** Looks again when the earliest grace running out ends (a later one is seen by that look, or a heartbeat's). */
+  private wakeIn(ms: number): void {
+    const due = Date.now() + ms;
+    if (this.graceTimer !== undefined && this.graceDue <= due) return;
+    clearTimeout(this.graceTimer);
+    this.graceDue = due;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      this.wake();
+    }, ms + 5);
+  }
+
+  private start(job: Job<RunJobData>, token: string): void {
+    const runId = job.id!;
+    const controller = new AbortController();
+    this.running.set(runId, controller);
+    // Fetching by hand, the lock is renewed by hand: a worker that dies stops renewing, and the job is retried.
+    const renew = setInterval(() => {
+      job.extendLock(token, this.lockMs).catch((err: unknown) => this.log(`could not renew the lock of run ${runId}`, err));
+    }, this.lockMs / 2);
+    const done = this.process(job, controller)
+      .then(async (finished) => {
+        clearInterval(renew);
+        if (finished) await job.moveToCompleted(null, token, false);
+      })
+      .catch((err: unknown) => {
+        clearInterval(renew);
+        // Redis failed under the run (its last word or its job's completion): BullMQ retries it once its lock lapses.
+        this.log(`run ${runId} could not be finished in Redis`, err);
+      })
+      .finally(() => this.inFlight.delete(done));
+    this.inFlight.add(done);
+  }
+
+  /** Runs one job; false when it was abandoned (left to BullMQ's stalled-job check). */
+  private async process(job: Job<RunJobData>, controller: AbortController): Promise<boolean> {
+    const runId = job.id!;
+    const stream = new StreamWriter(this.redis, runId);
+    const roots = { models: this.opts.modelsRoot, input: this.opts.inputRoot, output: this.outputRoot };
+    let last: Terminal;
+    try {
+      // Announced before the first step, so other workers see this slot taken when they decide where a run goes.
+      await this.beat().catch(() => undefined);
+      if (await this.redis.exists(KEYS.cancelled(runId))) {
+        last = { type: 'cancelled' };
+      } else {
+        stream.push({ type: 'attempt', worker: this.name, worker_id: this.id, attempt: job.attemptsStarted });
+        last = await this.execute(job, controller, stream, roots);
+        this.runsDone++;
+      }
+    } catch (err) {
+      // Abandoned: the job stays active; once its lock lapses, BullMQ's stalled check hands it to another worker.
+      if (this.abandoning) return false;
+      throw err;
     } finally {
       this.running.delete(runId);
-      this.release();
-      void this.beat().catch(() => undefined);
+    }
+    // The slot shows free before the run's last word, so a run submitted on seeing this one end finds it free.
+    await this.beat().catch(() => undefined);
+    this.wake();
+    await stream.end(last);
+    return true;
+  }
+
+  private async execute(job: Job<RunJobData>, controller: AbortController, stream: StreamWriter, roots: { models: string; input: string; output: string }): Promise<Terminal> {
+    const runId = job.id!;
+    try {
+      const result = await executeGraph(this.withProvider(job.data.graph), {
+        roots,
+        models: this.models,
+        cache: this.cache,
+        signal: controller.signal,
+        onEvent: (e) => stream.event(e),
+        previewEvery: job.data.previewEvery,
+        stepGate: this.gate,
+      });
+      return { type: 'done', timings: result.timings, unetCalls: result.unetCalls, cachedNodes: result.cachedNodes, ms: result.ms };
+    } catch (err) {
+      if (this.abandoning) throw err;
+      if (controller.signal.aborted || err instanceof RunCancelledError) return { type: 'cancelled' };
+      // What reaches clients names files relative to the worker's roots; the full error stays in the worker's log.
+      const error = toRunError(err, (text) => redactPaths(text, roots));
+      this.log(`run ${runId} failed${error.node ? ` at node "${error.node}"` : ''}`, err);
+      return { type: 'error', error };
     }
   }
 
