@@ -44,7 +44,7 @@ const COMMAND_USAGE: Record<string, string> = {
 `,
   worker: `  worker --redis URL [--redis-ca CA.pem] [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda]
          [--concurrency N] [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS]
-         [--resident-grace-ms MS] [--test-hooks]
+         [--resident-grace-ms MS] [--unload-idle SECONDS] [--test-hooks]
       execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
       another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
 `,
@@ -196,7 +196,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 
 async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca']);
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle']);
   const { FuseGraphWorker } = await import('./services/distributed/worker.js');
   const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
@@ -213,6 +213,8 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
   const out = flag(args, 'out');
   const caFile = flag(args, 'redis-ca');
   const grace = flag(args, 'resident-grace-ms');
+  const unloadIdle = flag(args, 'unload-idle');
+  if (unloadIdle !== undefined && !(Number(unloadIdle) >= 0)) throw new Error('--unload-idle must be a number of seconds ≥ 0');
   const worker = await FuseGraphWorker.start({
     redisUrl: redis,
     modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
@@ -227,6 +229,7 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(out !== undefined ? { outputRoot: out } : {}),
     ...(caFile !== undefined ? { redisCa: caFile } : {}),
     ...(grace !== undefined ? { residentGraceMs: Number(grace) } : {}),
+    ...(unloadIdle !== undefined ? { unloadIdleMs: Number(unloadIdle) * 1000 } : {}),
   });
   if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');
   io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);

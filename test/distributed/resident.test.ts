@@ -103,4 +103,14 @@ describe('scale-out: a run goes to a worker that has its models loaded', () => {
       a.child.kill('SIGCONT');
     }
   });
+
+  it('lets a worker release its models after --unload-idle, which its heartbeat then shows', async () => {
+    for (const w of workers) await w.stop();
+    await start('e', ['--unload-idle', '0.3']);
+    await workersUntil(server.url, (w) => w.length === 1 && w[0]!.name === 'e');
+    assert.equal((await finish(await submit())).worker, 'e');
+    const [e] = await workersUntil(server.url, (w) => w[0]!.runs_done === 1 && w[0]!.resident.length === 0);
+    assert.deepEqual(e!.resident, [], 'the idle worker released the model it loaded');
+    assert.equal((await finish(await submit())).worker, 'e', 'and loads it again for the next run');
+  });
 });

@@ -15,6 +15,7 @@ import type { ProviderChoice } from '../../runtime/providers.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
 import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
+import { IdleRelease } from '../idle-release.js';
 import type { WorkerInfo, WorkerModel } from '../../../nodes/protocol.js';
 import type { RunJobData } from './redis-backend.js';
 import { BULL_PREFIX, checkReachable, connectRedis, KEYS, redisTarget, type RedisTarget } from './redis.js';
@@ -53,6 +54,8 @@ export interface WorkerOptions {
    * slot (preference.ts). Default 2000 ms; 0 turns the preference off.
    */
   readonly residentGraceMs?: number;
+  /** Release loaded models and the node cache after this many ms without a run (0: never). Default 600 000. */
+  readonly unloadIdleMs?: number;
   readonly log?: (message: string, err?: unknown) => void;
 }
 
@@ -93,6 +96,7 @@ export class FuseGraphWorker {
   readonly name: string;
   private readonly models: ModelManager;
   private readonly cache = new NodeCache();
+  private readonly idle: IdleRelease;
   private readonly consumers = new Map<string, Consumer>();
   private readonly running = new Map<string, AbortController>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -132,6 +136,14 @@ export class FuseGraphWorker {
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     });
     this.gate = opts.testHooks ? new StepGate((s) => this.reportGate(s)) : undefined;
+    this.idle = new IdleRelease(opts.unloadIdleMs ?? 600_000, async () => {
+      this.cache.clear();
+      const released = await this.models.releaseIdle();
+      if (released) {
+        this.log(`idle: released ${released} model(s) and the node cache`);
+        await this.beat(); // the registry's resident list steers runs (see Grace); keep it true
+      }
+    }, this.log);
   }
 
   static async start(opts: WorkerOptions): Promise<FuseGraphWorker> {
@@ -180,6 +192,7 @@ export class FuseGraphWorker {
     this.closing ??= (async () => {
       clearInterval(this.timer);
       clearTimeout(this.graceTimer);
+      this.idle.close();
       // An abandoned run may sit in an ONNX call for a while; it writes nothing more, so it is not waited for.
       if (!force) await Promise.all(this.inFlight);
       await Promise.all([...this.consumers.values()].map((c) => Promise.all([c.worker.close(force), c.queue.close()])));
@@ -380,7 +393,7 @@ export class FuseGraphWorker {
   private async execute(job: Job<RunJobData>, controller: AbortController, stream: StreamWriter, roots: { models: string; input: string; output: string }): Promise<Terminal> {
     const runId = job.id!;
     try {
-      const result = await executeGraph(this.withProvider(job.data.graph), {
+      const result = await this.idle.around(() => executeGraph(this.withProvider(job.data.graph), {
         roots,
         models: this.models,
         cache: this.cache,
@@ -388,7 +401,7 @@ export class FuseGraphWorker {
         onEvent: (e) => stream.event(e),
         previewEvery: job.data.previewEvery,
         stepGate: this.gate,
-      });
+      }));
       return { type: 'done', timings: result.timings, unetCalls: result.unetCalls, cachedNodes: result.cachedNodes, ms: result.ms };
     } catch (err) {
       if (this.abandoning) throw err;
