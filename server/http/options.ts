@@ -1,6 +1,7 @@
 import { freemem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ProfilerEvent } from '../sd/activation-profiler.js';
 import { isLoopbackHost } from './auth.js';
 
 export interface ServerOptions {
@@ -64,10 +65,12 @@ export interface ServerOptions {
   wsMaxBacklogBytes?: number;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
+  /** Each outcome of measuring a model's UNet activations (activation-profiler.ts): tests observe it. */
+  onActivationEvent?: (e: ProfilerEvent) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -138,5 +141,6 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     log: o.log ?? defaultLog,
     wsBacklogBytes: o.wsBacklogBytes,
     wsMaxBacklogBytes: o.wsMaxBacklogBytes,
+    onActivationEvent: o.onActivationEvent,
   };
 }
