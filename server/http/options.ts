@@ -1,6 +1,6 @@
-import { freemem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultMaxRunMemory } from '../execution/run-memory-budget.js';
 import type { ProfilerEvent } from '../sd/activation-profiler.js';
 import { isLoopbackHost } from './auth.js';
 
@@ -26,7 +26,8 @@ export interface ServerOptions {
   maxModelMemory?: number;
   /**
    * Refuse (400 too_large) a run whose estimated peak memory exceeds this many bytes (docs/api.md, Admission
-   * control). Default half the RAM that was free when the server started.
+   * control). Default half the memory free when the server started: the GPU's when LoadModel's `auto` picks CUDA or
+   * WebGPU here and nvidia-smi reports it, else the RAM's.
    */
   maxRunMemory?: number;
   /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
@@ -98,7 +99,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(concurrency) && concurrency >= 1, `concurrency must be an integer ≥ 1, got ${concurrency}`);
   const previewEvery = o.previewEvery ?? 5;
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
-  const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
+  const log = o.log ?? defaultLog;
+  const maxRunMemory = o.maxRunMemory ?? defaultMaxRunMemory({ provider: 'auto', log });
   check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
   const maxQueuedPerClient = o.maxQueuedPerClient ?? 100;
   check(Number.isInteger(maxQueuedPerClient) && maxQueuedPerClient >= 1, `maxQueuedPerClient must be an integer ≥ 1, got ${maxQueuedPerClient}`);
@@ -138,7 +140,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     localWorker: o.localWorker ?? false,
     threads: o.threads,
     lockMs: o.lockMs,
-    log: o.log ?? defaultLog,
+    log,
     wsBacklogBytes: o.wsBacklogBytes,
     wsMaxBacklogBytes: o.wsMaxBacklogBytes,
     onActivationEvent: o.onActivationEvent,
