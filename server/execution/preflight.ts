@@ -116,7 +116,7 @@ export async function preflightGraph(graph: Graph, options: PreflightOptions): P
     const decoding = Math.max(0, ...[...vaeModels].map((m) => decodeBytes(m.memory, batch, imagePixels)));
     const need = Math.max(sampling, decoding);
     if (need > options.maxRunMemory) {
-      const measured = unetModels.size > 0 && [...unetModels].every((m) => m.memory.measuredUnet) ? ' (UNet activations as measured on the model)' : '';
+      const measured = sampling >= decoding && [...unetModels].every((m) => m.memory.measuredUnet) ? ' (UNet activations as measured on the model)' : '';
       issues.push({
         node: largest.node, field: 'params.width', code: 'too_large',
         message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak${measured}, more than the server's ` +
