@@ -74,7 +74,14 @@ async function main(req) {
   process.stdout.write(`${JSON.stringify({ points })}\n`);
 }
 
-main(JSON.parse(process.argv[2] ?? '{}')).catch((/** @type {Error} */ err) => {
-  process.stderr.write(`${err.message ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+// The parent holds our stdin open: when it ends (the server exited, even by SIGKILL), so does the probe, at the
+// next call boundary, instead of measuring for nobody.
+process.stdin.on('end', () => process.exit(2));
+process.stdin.resume();
+
+main(JSON.parse(process.argv[2] ?? '{}'))
+  .catch((/** @type {Error} */ err) => {
+    process.stderr.write(`${err.message ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => process.stdin.destroy());

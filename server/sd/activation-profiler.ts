@@ -103,7 +103,7 @@ export function fitActivation(points: readonly ProbePoint[]): UnetActivation {
 export async function measureUnet(unetFile: string, layout: ProbeLayout, signal?: AbortSignal): Promise<MeasuredActivation> {
   const request = { unet: unetFile, ...layout, stopBytes: SIGNAL_BYTES, maxSide: MAX_SIDE };
   const child = spawn(process.execPath, [PROBE, JSON.stringify(request)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'], // stdin stays open while this process lives: the probe ends with it
     timeout: PROBE_TIMEOUT_MS,
     killSignal: 'SIGKILL',
     ...(signal ? { signal } : {}),
