@@ -140,10 +140,6 @@ export class ActivationProfiler {
 
   constructor(private readonly options: ProfilerOptions) {}
 
-  get store(): ActivationStore {
-    return this.options.store;
-  }
-
   /** Called when a model folder is loaded; returns at once, the work runs after the earlier ones. */
   modelLoaded(folder: ModelFolder, info: ModelInfo): void {
     this.queue = this.queue.then(() => this.profile(folder, info)).catch((err: unknown) => {
@@ -179,10 +175,11 @@ export class ActivationProfiler {
       sha = await sha256File(file);
       await store.rememberHash(file, sha, st);
     }
-    if (this.started.has(sha) || (await store.get(sha))) {
+    if (await store.get(sha)) {
       this.options.onEvent?.({ type: 'known', folder: folder.dir, sha256: sha });
       return;
     }
+    if (this.started.has(sha)) return; // its probe failed in this process (and said so): tried again after a restart
     this.started.add(sha);
     const activation = await measureUnet(file, probeLayout(folder, info), this.closing.signal);
     await store.put(sha, activation);
