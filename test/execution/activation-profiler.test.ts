@@ -53,9 +53,13 @@ describe('UNet activations measured per model on first load (issue 14)', () => {
       assert.deepEqual(await s.store.get(e.sha256), e.activation, 'stored as measured');
       const { points, perPixel, perPixelSquared } = e.activation;
       assert.ok(points.length >= 2, JSON.stringify(points));
+      // Memory grows with the latent (the smallest sizes may sit within a page or two of each other); the two sizes
+      // the fit uses stand clear of the probe's noise.
       for (let i = 1; i < points.length; i++) {
-        assert.ok(points[i]!.pixels > points[i - 1]!.pixels && points[i]!.bytes > points[i - 1]!.bytes, `memory grows with the latent: ${JSON.stringify(points)}`);
+        assert.ok(points[i]!.pixels > points[i - 1]!.pixels && points[i]!.bytes >= points[i - 1]!.bytes, `memory grows with the latent: ${JSON.stringify(points)}`);
       }
+      const [p1, p2] = points.slice(-2);
+      assert.ok(p1!.bytes >= 16 * 2 ** 20 && p2!.bytes > 2 * p1!.bytes, JSON.stringify(points));
       assert.ok(perPixel > 0 && perPixelSquared >= 0, JSON.stringify(e.activation));
       // The fit reproduces the largest measurement it was fitted to (an upper bound of it, within rounding).
       const last = points.at(-1)!;
