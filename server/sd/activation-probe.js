@@ -55,9 +55,10 @@ async function main(req) {
   /** @type {{ side: number; pixels: number; bytes: number; ms: number }[]} */
   const points = [];
   const sides = [];
-  if (req.fixedSide !== null) sides.push(req.fixedSide);
-  else for (let s = req.firstSide * 2; s <= req.maxSide; s *= 2) sides.push(s);
-  if (req.fixedSide === null) {
+  if (req.fixedSide !== null) {
+    sides.push(req.fixedSide); // an export traced at one size takes no other
+  } else {
+    for (let s = req.firstSide * 2; s <= req.maxSide; s *= 2) sides.push(s);
     // The warm-up pays for what any first call allocates (kernels' packed weights, thread-local buffers).
     await call(req.firstSide);
   }
