@@ -8,7 +8,6 @@ import { preflightGraph } from '../execution/preflight.js';
 import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../sd/model-manager.js';
-import type { SdModel } from '../sd/sd-model.js';
 import { ActivationProfiler } from '../sd/activation-profiler.js';
 import { ActivationStore } from '../sd/activation-store.js';
 import { createApp } from './app.js';
@@ -57,7 +56,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const profiler = scaleOut ? undefined : new ActivationProfiler({ store: activations, log: o.log, ...(o.onActivationEvent ? { onEvent: o.onActivationEvent } : {}) });
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
   const models = new ModelManager({
-    ...(profiler ? { onLoaded: (m: SdModel) => profiler.modelLoaded(m.folder, m.info) } : {}),
+    ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
     ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
   });

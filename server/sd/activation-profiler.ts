@@ -4,8 +4,7 @@ import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ModelFolder } from './model-folder.js';
 import type { ActivationStore, MeasuredActivation, UnetActivation } from './activation-store.js';
-import type { ModelInfo } from './sd-model.js';
-import { sha256File } from './sd-model.js';
+import type { ModelInfo, SdModel } from './sd-model.js';
 
 const PROBE = fileURLToPath(new URL('./activation-probe.js', import.meta.url));
 
@@ -141,8 +140,9 @@ export class ActivationProfiler {
   constructor(private readonly options: ProfilerOptions) {}
 
   /** Called when a model folder is loaded; returns at once, the work runs after the earlier ones. */
-  modelLoaded(folder: ModelFolder, info: ModelInfo): void {
-    this.queue = this.queue.then(() => this.profile(folder, info)).catch((err: unknown) => {
+  modelLoaded(model: Pick<SdModel, 'folder' | 'info' | 'fileHashes'>): void {
+    const { folder } = model;
+    this.queue = this.queue.then(() => this.profile(model)).catch((err: unknown) => {
       if (this.closing.signal.aborted) return; // stopped by close(), not a failure
       const error = (err as Error).message;
       this.options.log?.(`could not measure the UNet activations of ${folder.dir} (admission keeps its config-based estimate): ${error}`);
@@ -165,14 +165,16 @@ export class ActivationProfiler {
     return this.idle();
   }
 
-  private async profile(folder: ModelFolder, info: ModelInfo): Promise<void> {
+  private async profile(model: Pick<SdModel, 'folder' | 'info' | 'fileHashes'>): Promise<void> {
+    const { folder, info } = model;
     if (this.closing.signal.aborted) return;
     const store = this.options.store;
     const file = folder.parts.unet;
     let sha = await store.knownHash(file);
     if (sha === null) {
       const st = await stat(file);
-      sha = await sha256File(file);
+      // The model's own hashes, which SaveImage records too: each part is read once per load.
+      sha = (await model.fileHashes()).unet!;
       await store.rememberHash(file, sha, st);
     }
     if (await store.get(sha)) {

@@ -20,7 +20,7 @@ function session(dataDir: string): { store: ActivationStore; profiler: Activatio
   const events: ProfilerEvent[] = [];
   const store = new ActivationStore(dataDir);
   const profiler = new ActivationProfiler({ store, onEvent: (e) => events.push(e) });
-  const models = new ModelManager({ threads: 1, onLoaded: (m) => profiler.modelLoaded(m.folder, m.info) });
+  const models = new ModelManager({ threads: 1, onLoaded: (m) => profiler.modelLoaded(m) });
   return { store, profiler, models, events };
 }
 
