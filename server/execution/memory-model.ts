@@ -1,9 +1,11 @@
+import type { UnetActivation } from '../sd/activation-store.js';
 import type { ModelFolder } from '../sd/model-folder.js';
 
 /**
- * A deliberately simple model of a run's peak memory, from the model folders' configs (see docs/api.md,
- * "Admission control"). It is an upper-bound style estimate for refusing requests that cannot fit, not a
- * prediction: float32 everywhere, CFG doubles the UNet batch, and two models' UNet calls may overlap.
+ * A deliberately simple model of a run's peak memory (see docs/api.md, "Admission control"). It is an upper-bound
+ * style estimate for refusing requests that cannot fit, not a prediction: CFG doubles the UNet batch and two models'
+ * UNet calls may overlap. A UNet's activations come from measuring it (activation-profiler.ts) once that is done,
+ * before that from its config with the hand constants below, float32 throughout.
  */
 export interface ModelMemoryFacts {
   /** Channels of the UNet's full-resolution level (block_out_channels[0]). */
@@ -12,6 +14,8 @@ export interface ModelMemoryFacts {
   readonly selfAttentionHeads: number;
   /** Channels of the VAE decoder's full-resolution level. */
   readonly vaeWidth: number;
+  /** The UNet's measured per-row factors, which replace the config-based terms; null until measured. */
+  readonly measuredUnet: UnetActivation | null;
 }
 
 /** Full-resolution feature maps alive at once inside one UNet call (skip connections, norms, temporaries). */
@@ -24,7 +28,7 @@ const firstNumber = (v: unknown): number | null => {
   return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : null;
 };
 
-export function memoryFacts(folder: Pick<ModelFolder, 'unetConfig' | 'vaeConfig'>): ModelMemoryFacts {
+export function memoryFacts(folder: Pick<ModelFolder, 'unetConfig' | 'vaeConfig'>, measuredUnet: UnetActivation | null = null): ModelMemoryFacts {
   const unet = folder.unetConfig;
   const firstBlock = Array.isArray(unet?.down_block_types) ? unet.down_block_types[0] : undefined;
   const attends = typeof firstBlock === 'string' && firstBlock.includes('Attn');
@@ -33,11 +37,14 @@ export function memoryFacts(folder: Pick<ModelFolder, 'unetConfig' | 'vaeConfig'
     unetWidth: firstNumber(unet?.block_out_channels) ?? 320,
     selfAttentionHeads: attends ? firstNumber(unet?.attention_head_dim) ?? 8 : unet ? 0 : 8,
     vaeWidth: firstNumber(folder.vaeConfig?.block_out_channels) ?? 128,
+    measuredUnet,
   };
 }
 
 /** Bytes one UNet call on `rows` latent rows of `pixels` latent pixels each may hold at its peak. */
 export function unetCallBytes(f: ModelMemoryFacts, rows: number, pixels: number): number {
+  const m = f.measuredUnet;
+  if (m) return rows * (m.perPixel * pixels + m.perPixelSquared * pixels * pixels);
   return 4 * rows * (UNET_LIVE_MAPS * f.unetWidth * pixels + f.selfAttentionHeads * pixels * pixels);
 }
 

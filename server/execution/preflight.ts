@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { own } from '../../nodes/graph-format.js';
 import { resolveInRoot } from '../impls/paths.js';
+import type { ActivationStore } from '../sd/activation-store.js';
 import { inspectModelFolder, vaeFactorFromConfig } from '../sd/model-folder.js';
 import type { SchedulerConfig } from '../sd/scheduler.js';
 import { DDIMSchedule, parseSchedulerConfig } from '../sd/scheduler.js';
@@ -12,6 +13,8 @@ export interface PreflightOptions {
   readonly roots: { readonly models: string };
   /** Refuse a graph whose estimated peak memory exceeds this many bytes; no check when absent. */
   readonly maxRunMemory?: number;
+  /** Measured UNet activations (activation-profiler.ts); a UNet not in it yet is estimated from its config. */
+  readonly activations?: Pick<ActivationStore, 'lookup'>;
 }
 
 interface ModelFacts {
@@ -22,7 +25,7 @@ interface ModelFacts {
   readonly memory: ModelMemoryFacts;
 }
 
-async function modelFacts(dir: string): Promise<ModelFacts | null> {
+async function modelFacts(dir: string, activations: PreflightOptions['activations']): Promise<ModelFacts | null> {
   let folder;
   try {
     folder = await inspectModelFolder(dir);
@@ -40,7 +43,7 @@ async function modelFacts(dir: string): Promise<ModelFacts | null> {
     vaeFactor: vaeFactorFromConfig(folder.vaeConfig),
     unetFactor: Array.isArray(levels) && levels.length > 0 ? 2 ** (levels.length - 1) : null,
     scheduler,
-    memory: memoryFacts(folder),
+    memory: memoryFacts(folder, (await activations?.lookup(folder.parts.unet).catch(() => null)) ?? null),
   };
 }
 
@@ -55,7 +58,7 @@ export async function preflightGraph(graph: Graph, options: PreflightOptions): P
   for (const [id, node] of Object.entries(graph.nodes)) {
     if (node.type !== 'LoadModel') continue;
     const dir = resolveInRoot(options.roots.models, String(params[id]!.path));
-    facts.set(id, dir ? await modelFacts(dir) : null);
+    facts.set(id, dir ? await modelFacts(dir, options.activations) : null);
   }
   const modelOf = (id: string): ModelFacts | null => {
     const link = own(own(graph.nodes, id)?.inputs, 'model');
@@ -113,9 +116,10 @@ export async function preflightGraph(graph: Graph, options: PreflightOptions): P
     const decoding = Math.max(0, ...[...vaeModels].map((m) => decodeBytes(m.memory, batch, imagePixels)));
     const need = Math.max(sampling, decoding);
     if (need > options.maxRunMemory) {
+      const measured = sampling >= decoding && [...unetModels].every((m) => m.memory.measuredUnet) ? ' (UNet activations as measured on the model)' : '';
       issues.push({
         node: largest.node, field: 'params.width', code: 'too_large',
-        message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak, more than the server's ` +
+        message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak${measured}, more than the server's ` +
           `per-run budget of ${formatBytes(options.maxRunMemory)} (--max-run-memory); use a smaller size or batch`,
         expected: `≤ ${formatBytes(options.maxRunMemory)}`, actual: formatBytes(need),
       });

@@ -1,6 +1,7 @@
-import { freemem } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultMaxRunMemory } from '../execution/run-memory-budget.js';
+import type { ProfilerEvent } from '../sd/activation-profiler.js';
 import { isLoopbackHost } from './auth.js';
 
 export interface ServerOptions {
@@ -25,7 +26,8 @@ export interface ServerOptions {
   maxModelMemory?: number;
   /**
    * Refuse (400 too_large) a run whose estimated peak memory exceeds this many bytes (docs/api.md, Admission
-   * control). Default half the RAM that was free when the server started.
+   * control). Default half the memory free when the server started: the GPU's when LoadModel's `auto` picks CUDA or
+   * WebGPU here and nvidia-smi reports it, else the RAM's.
    */
   maxRunMemory?: number;
   /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
@@ -71,10 +73,12 @@ export interface ServerOptions {
   wsMaxBacklogBytes?: number;
   /** Where server-side failures are reported. Default console.error. */
   log?: (message: string, err?: unknown) => void;
+  /** Each outcome of measuring a model's UNet activations (activation-profiler.ts): tests observe it. */
+  onActivationEvent?: (e: ProfilerEvent) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -104,7 +108,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   check(Number.isInteger(previewEvery) && previewEvery >= 0, `previewEvery must be an integer ≥ 0, got ${previewEvery}`);
   const unloadIdleMs = o.unloadIdleMs ?? 600_000;
   check(Number.isFinite(unloadIdleMs) && unloadIdleMs >= 0, `unloadIdleMs must be a non-negative number of ms, got ${unloadIdleMs}`);
-  const maxRunMemory = o.maxRunMemory ?? Math.floor(freemem() / 2);
+  const log = o.log ?? defaultLog;
+  const maxRunMemory = o.maxRunMemory ?? defaultMaxRunMemory({ provider: 'auto', log });
   check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
   const maxQueuedPerClient = o.maxQueuedPerClient ?? 100;
   check(Number.isInteger(maxQueuedPerClient) && maxQueuedPerClient >= 1, `maxQueuedPerClient must be an integer ≥ 1, got ${maxQueuedPerClient}`);
@@ -147,8 +152,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     localWorker: o.localWorker ?? false,
     threads: o.threads,
     lockMs: o.lockMs,
-    log: o.log ?? defaultLog,
+    log,
     wsBacklogBytes: o.wsBacklogBytes,
     wsMaxBacklogBytes: o.wsMaxBacklogBytes,
+    onActivationEvent: o.onActivationEvent,
   };
 }

@@ -9,6 +9,8 @@ import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
 import { ModelManager } from '../sd/model-manager.js';
 import { adminQueues } from './admin-queues.js';
+import { ActivationProfiler } from '../sd/activation-profiler.js';
+import { ActivationStore } from '../sd/activation-store.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
@@ -51,8 +53,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? await RedisBackend.connect({ url: o.redis, ca: o.redisCa, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
     : undefined;
   const store = new RunStore(o.dataDir);
+  // Each UNet's activations are measured once, in the background, when its model first loads here (admission uses them).
+  const activations = new ActivationStore(o.dataDir);
+  const profiler = scaleOut ? undefined : new ActivationProfiler({ store: activations, log: o.log, ...(o.onActivationEvent ? { onEvent: o.onActivationEvent } : {}) });
   // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
   const models = new ModelManager({
+    ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
     ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
   });
@@ -95,7 +101,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // (preflight) before any step.
   const submit = submitter(queue, scaleOut
     ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
-    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory }));
+    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory, activations }));
   const hub = new WsHub({
     queue, submit, token: o.token, outputRoot: o.outputRoot, log: o.log,
     ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
@@ -130,6 +136,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await hub.close();
     await localWorker?.close(true);
     await scaleOut?.close();
+    await profiler?.close();
     await models.dispose();
     store.close();
     throw err;
@@ -151,6 +158,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await scaleOut?.close();
       server.closeAllConnections();
       await stopped;
+      await profiler?.close();
       await models.dispose();
       store.close();
     })();

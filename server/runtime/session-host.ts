@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { outOfMemory } from './out-of-memory.js';
 import { uploadModels } from './upload-model.js';
 import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
@@ -25,7 +26,7 @@ interface Connection {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
   dead: Error | null;
-  /** Retired on purpose to abandon a call: the next call starts a fresh worker. */
+  /** Retired on purpose (to abandon a call, or after one ran out of memory): the next call starts a fresh worker. */
   interrupted: boolean;
 }
 
@@ -80,7 +81,12 @@ export class SessionHost {
       if (!p) return;
       conn.pending.delete(res.id);
       if (res.ok) p.resolve(res.result);
-      else p.reject(new SessionError(res.error, res.file));
+      else {
+        // After a failed allocation ONNX Runtime's arena keeps what it grew to, and the next call in that worker can
+        // crash the process (seen under an address-space limit): the worker is replaced, which releases it all.
+        if (outOfMemory(res.error)) this.retire(conn);
+        p.reject(new SessionError(res.error, res.file));
+      }
     });
     const fail = (err: Error): void => {
       conn.dead ??= err;
@@ -127,7 +133,26 @@ export class SessionHost {
       // A retired worker stays referenced until it exits: a process that exited while it is still inside
       // session.run() would abort.
       if (conn.pending.size === 0 && !conn.interrupted) conn.worker.unref();
+      if (conn.pending.size === 0 && conn.interrupted && !conn.dead) this.end(conn);
     });
+  }
+
+  /**
+   * Sends new calls to a fresh worker from now on; this one closes its sessions and exits once the calls it is still
+   * computing (other runs sharing the model) have returned.
+   */
+  private retire(conn: Connection): void {
+    if (conn.interrupted) return;
+    conn.interrupted = true;
+    this.keptIds = new WeakMap();
+    this.keptOrder.length = 0;
+    conn.worker.ref();
+  }
+
+  /** Ends a retired worker: handled after the call in progress returns; its answer terminates the worker. */
+  private end(conn: Connection): void {
+    conn.dead = new SessionCallAborted();
+    conn.worker.postMessage({ op: 'close', id: RETIRE_ID } as WorkerRequest);
   }
 
   /**
@@ -136,16 +161,11 @@ export class SessionHost {
    */
   private abandon(conn: Connection): void {
     if (conn.dead || ![...conn.pending.values()].every((p) => p.signal?.aborted)) return;
-    conn.interrupted = true;
-    conn.dead = new SessionCallAborted();
-    for (const p of conn.pending.values()) p.reject(conn.dead);
-    conn.pending.clear();
     // The new worker knows no kept tensors: they are sent again with their next use.
-    this.keptIds = new WeakMap();
-    this.keptOrder.length = 0;
-    // Handled after the call in progress returns; its answer ends the worker (see the message handler).
-    conn.worker.ref();
-    conn.worker.postMessage({ op: 'close', id: RETIRE_ID } as WorkerRequest);
+    this.retire(conn);
+    this.end(conn);
+    for (const p of conn.pending.values()) p.reject(conn.dead!);
+    conn.pending.clear();
   }
 
   private async call(req: DistributiveOmit<WorkerRequest, 'id'>, transfer: readonly ArrayBuffer[] = [], signal?: AbortSignal): Promise<unknown> {

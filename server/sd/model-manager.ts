@@ -10,6 +10,8 @@ export interface ModelManagerOptions {
   readonly maxBytes?: number;
   /** intra-op threads per session worker. */
   readonly threads?: number;
+  /** Called with each model once it has loaded (the server measures its UNet's activations: activation-profiler.ts). */
+  readonly onLoaded?: (model: SdModel) => void;
 }
 
 export interface ModelListing {
@@ -68,6 +70,7 @@ export class ModelManager {
       model.then(
         (m) => {
           entry!.bytes = m.folder.bytes;
+          this.options.onLoaded?.(m);
         },
         () => {
           if (this.entries.get(key) === entry) this.entries.delete(key);

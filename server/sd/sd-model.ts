@@ -180,7 +180,10 @@ export class SdModel {
     const [n, c, h, w] = latent.shape as [number, number, number, number];
     const per = c * h * w;
     const outName = vae.outputs.some((o) => o.name === 'sample') ? 'sample' : vae.outputs[0]!.name;
-    const images: Float32Array[] = [];
+    // The batch's buffer is made once the first image gives the size, and each image is copied in and dropped: the
+    // images are never held twice (one by one and joined), which at large sizes is the difference between fitting
+    // in memory or not.
+    let data = new Float32Array(0);
     let outShape: readonly number[] = [];
     const scaled = new Float32Array(per);
     for (let i = 0; i < n; i++) {
@@ -188,14 +191,9 @@ export class SdModel {
       for (let j = 0; j < per; j++) scaled[j] = src[j]! / this.info.scalingFactor;
       const out = await this.host.run('vaeDecoder', { latent_sample: floatFeed(inMeta, { data: scaled, shape: [1, c, h, w] }) }, [outName]);
       const img = toFloat32(out[outName]!);
+      if (i === 0) data = new Float32Array(n * img.data.length);
+      data.set(img.data, i * img.data.length);
       outShape = img.shape;
-      images.push(img.data);
-    }
-    const data = new Float32Array(images.reduce((s, a) => s + a.length, 0));
-    let off = 0;
-    for (const a of images) {
-      data.set(a, off);
-      off += a.length;
     }
     return { data, shape: [n, ...outShape.slice(1)] };
   }

@@ -1,5 +1,7 @@
 import { GraphValidationError, NodeExecutionError } from '../engine/errors.js';
 import type { RunError } from '../../nodes/protocol.js';
+import { formatBytes } from '../execution/memory-model.js';
+import { outOfMemory } from '../runtime/out-of-memory.js';
 
 /**
  * What a client learns about a failed run: the node, field and message, never a server stack trace or absolute
@@ -7,6 +9,17 @@ import type { RunError } from '../../nodes/protocol.js';
  */
 export function toRunError(err: unknown, redact: (text: string) => string): RunError {
   if (err instanceof NodeExecutionError) {
+    const oom = outOfMemory(err);
+    if (oom) {
+      // Admission's estimate let the run in but the machine could not hold it: say so plainly, not in ORT's words.
+      const what = oom.bytes !== null ? ` (${formatBytes(oom.bytes)} more could not be allocated)` : '';
+      return {
+        node: err.node,
+        node_type: err.nodeType,
+        message: `out of memory at node "${err.node}" (${err.nodeType})${what}: this run needs more memory than the server ` +
+          'has free; use a smaller size or batch (and a lower --max-run-memory, so admission refuses such runs up front)',
+      };
+    }
     return {
       node: err.node,
       node_type: err.nodeType,

@@ -28,7 +28,7 @@ describe('an idle server releases its models (--unload-idle)', { skip: process.p
 
   before(async () => {
     sandbox = await makeSandbox();
-    server = await serveProcess(sandbox, ['--unload-idle', '0.3']);
+    server = await serveProcess(sandbox, { args: ['--unload-idle', '0.3'] });
   });
   after(async () => {
     server?.child.kill('SIGKILL');
