@@ -44,7 +44,7 @@ const COMMAND_USAGE: Record<string, string> = {
 `,
   worker: `  worker --redis URL [--redis-ca CA.pem] [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda]
          [--concurrency N] [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS]
-         [--resident-grace-ms MS] [--unload-idle SECONDS] [--test-hooks]
+         [--resident-grace-ms MS] [--unload-idle SECONDS] [--max-run-memory BYTES] [--data DIR] [--test-hooks]
       execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
       another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
 `,
@@ -196,7 +196,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 
 async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle']);
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle', 'max-run-memory', 'data']);
   const { FuseGraphWorker } = await import('./services/distributed/worker.js');
   const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
@@ -230,6 +230,8 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(caFile !== undefined ? { redisCa: caFile } : {}),
     ...(grace !== undefined ? { residentGraceMs: Number(grace) } : {}),
     ...(unloadIdle !== undefined ? { unloadIdleMs: Number(unloadIdle) * 1000 } : {}),
+    maxRunMemory: int('max-run-memory'),
+    dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
   });
   if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');
   io.err.write(`FuseGraph worker "${worker.name}" on Redis ${new URL(redis).host}, serving ${worker.modelPaths().length} model folder(s): ${worker.modelPaths().join(', ')}\n`);

@@ -11,7 +11,7 @@ import type { NodeCache } from '../engine/cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../engine/errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from '../engine/events.js';
 import { planExecution, resolveParams } from '../engine/plan.js';
-import { preflightGraph } from '../execution/preflight.js';
+import { preflightGraph, type PreflightOptions } from '../execution/preflight.js';
 import type { StepGate } from '../engine/step-gate.js';
 import { validateGraph } from '../engine/validate.js';
 
@@ -25,6 +25,8 @@ export interface ExecuteOptions {
   readonly previewEvery?: number;
   /** Test-only: sampler steps wait at this gate (see step-gate.ts). */
   readonly stepGate?: StepGate;
+  /** The memory budget and measured activations to check the run against before any node runs. */
+  readonly admission?: Pick<PreflightOptions, 'maxRunMemory' | 'activations'>;
 }
 
 /**
@@ -37,8 +39,9 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
   if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);
   const graph = checked.graph;
   const roots = { models: path.resolve(options.roots.models), input: path.resolve(options.roots.input), output: path.resolve(options.roots.output) };
-  // Sizes and steps against the models' metadata (the server already checked these, and memory, at admission).
-  const preflight = await preflightGraph(graph, { roots });
+  // Sizes and steps against the models' metadata (serve already checked these, and memory, at admission; a
+  // scale-out worker passes its own memory budget here).
+  const preflight = await preflightGraph(graph, { roots, ...options.admission });
   if (preflight.length) throw new GraphValidationError(preflight);
   const signal = options.signal ?? new AbortController().signal;
   const emit = (e: ExecutionEvent): void => options.onEvent?.(e);

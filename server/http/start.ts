@@ -90,7 +90,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const localWorker = scaleOut && o.localWorker
     ? await FuseGraphWorker.start({
       redisUrl: o.redis!, redisCa: o.redisCa, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
-      testHooks: o.testHooks, log: o.log, unloadIdleMs: o.unloadIdleMs,
+      testHooks: o.testHooks, log: o.log, unloadIdleMs: o.unloadIdleMs, maxRunMemory: o.maxRunMemory, dataDir: o.dataDir,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...(o.maxModelMemory !== undefined ? { maxModelMemory: o.maxModelMemory } : {}),
       ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),

@@ -28,7 +28,8 @@ export function toRunError(err: unknown, redact: (text: string) => string): RunE
     };
   }
   if (err instanceof GraphValidationError) {
-    return { node: err.issues[0]?.node ?? null, message: err.message, issues: [...err.issues] };
+    const first = err.issues[0];
+    return { node: first?.node ?? null, ...(first?.field ? { field: first.field } : {}), message: err.message, issues: [...err.issues] };
   }
   // Anything else is a server bug: its text may name server internals, so the client gets a fixed message.
   return { node: null, message: 'internal error outside any node; the details are in the server log' };

@@ -113,4 +113,17 @@ describe('scale-out: a run goes to a worker that has its models loaded', () => {
     assert.deepEqual(e!.resident, [], 'the idle worker released the model it loaded');
     assert.equal((await finish(await submit())).worker, 'e', 'and loads it again for the next run');
   });
+
+  it('has a worker refuse, before any step, a run beyond its --max-run-memory, naming the node and field', async () => {
+    for (const w of workers) await w.stop();
+    await start('f', ['--max-run-memory', '1024']);
+    await workersUntil(server.url, (w) => w.length === 1 && w[0]!.name === 'f');
+    const id = await submit();
+    const end = await ws.waitFor(isTerminal(id), 60_000, `end of ${id}`);
+    assert.equal(end.type, 'error', JSON.stringify(end));
+    const error = end as { node?: string; field?: string; message?: string };
+    assert.equal(error.node, 'noise', JSON.stringify(error));
+    assert.equal(error.field, 'params.width');
+    assert.match(error.message ?? '', /--max-run-memory/);
+  });
 });

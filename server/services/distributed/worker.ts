@@ -8,7 +8,10 @@ import type { Graph } from '../../../nodes/graph-format.js';
 import { NodeCache } from '../../engine/cache.js';
 import { redactPaths } from '../../engine/redact.js';
 import { RunCancelledError } from '../../engine/errors.js';
-import { executeGraph } from '../../execution/executor.js';
+import { executeGraph, type ExecuteOptions } from '../../execution/executor.js';
+import { defaultMaxRunMemory } from '../../execution/run-memory-budget.js';
+import { ActivationProfiler } from '../../sd/activation-profiler.js';
+import { ActivationStore } from '../../sd/activation-store.js';
 import { StepGate, type GateState } from '../../engine/step-gate.js';
 import { ModelManager } from '../../sd/model-manager.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
@@ -56,6 +59,13 @@ export interface WorkerOptions {
   readonly residentGraceMs?: number;
   /** Release loaded models and the node cache after this many ms without a run (0: never). Default 600 000. */
   readonly unloadIdleMs?: number;
+  /**
+   * Refuse (the run ends `error`, `too_large` on the NoiseLatent) a run whose estimated peak memory exceeds this.
+   * Default: half the free memory of this worker's GPU (nvidia-smi), else of its RAM (run-memory-budget.ts).
+   */
+  readonly maxRunMemory?: number;
+  /** Where this worker keeps its measured UNet activations (activation-store.ts). Default: none are measured. */
+  readonly dataDir?: string;
   readonly log?: (message: string, err?: unknown) => void;
 }
 
@@ -97,6 +107,7 @@ export class FuseGraphWorker {
   private readonly models: ModelManager;
   private readonly cache = new NodeCache();
   private readonly idle: IdleRelease;
+  private readonly admission: ExecuteOptions['admission'];
   private readonly consumers = new Map<string, Consumer>();
   private readonly running = new Map<string, AbortController>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -131,7 +142,15 @@ export class FuseGraphWorker {
     this.lockMs = opts.lockMs ?? 30_000;
     this.grace = new Grace(opts.residentGraceMs ?? 2000);
     this.log = opts.log ?? ((m, err) => (err === undefined ? console.error(`[fusegraph worker] ${m}`) : console.error(`[fusegraph worker] ${m}:`, err)));
+    // As on serve: each UNet's activations are measured once, in the background, on its first load here.
+    const activations = opts.dataDir !== undefined ? new ActivationStore(opts.dataDir) : undefined;
+    const profiler = activations ? new ActivationProfiler({ store: activations, log: this.log }) : undefined;
+    this.admission = {
+      maxRunMemory: opts.maxRunMemory ?? defaultMaxRunMemory({ provider: opts.provider ?? 'auto', log: this.log }),
+      ...(activations ? { activations } : {}),
+    };
     this.models = new ModelManager({
+      ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
       ...(opts.maxModelMemory !== undefined ? { maxBytes: opts.maxModelMemory } : {}),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     });
@@ -401,6 +420,7 @@ export class FuseGraphWorker {
         onEvent: (e) => stream.event(e),
         previewEvery: job.data.previewEvery,
         stepGate: this.gate,
+        admission: this.admission,
       }));
       return { type: 'done', timings: result.timings, unetCalls: result.unetCalls, cachedNodes: result.cachedNodes, ms: result.ms };
     } catch (err) {
