@@ -33,8 +33,8 @@ export interface ServerOptions {
   /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
   maxCacheMemory?: number;
   /**
-   * Release loaded models and the node cache after this many ms without a run, so an idle server returns to about
-   * its starting memory; the next run loads again. 0 = keep them. Default 600 000 (10 minutes).
+   * Release loaded models (sessions, GPU memory, session threads) and the node cache after this many ms without a
+   * run; the next run loads again. 0 = keep them. Default 600 000 (10 minutes).
    */
   unloadIdleMs?: number;
   /** Queued plus running runs one client_id may have; more is a 429 queue_full. Default 100. */

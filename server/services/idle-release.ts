@@ -1,6 +1,7 @@
 /**
- * Releases what a server keeps between runs — loaded models with their session threads, and the node cache —
- * once no run has executed for a while, so that an idle server goes back to about the memory it started with.
+ * Releases what a server keeps between runs — loaded models with their sessions (and any GPU memory they hold) and
+ * session threads, and the node cache — once no run has executed for a while, so an idle server does not sit on a
+ * GPU or on tensors nobody uses. (On the CPU the C allocator keeps much of the freed heap: docs/api.md has figures.)
  * The next run loads its models again (seconds for an SD model), which is why the delay is minutes by default.
  */
 export class IdleRelease {
