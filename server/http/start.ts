@@ -2,21 +2,17 @@ import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createServer, type Server } from 'node:http';
-import { NodeCache } from '../engine/cache.js';
 import { executeGraph } from '../execution/executor.js';
 import { preflightGraph } from '../execution/preflight.js';
 import { redactPaths } from '../engine/redact.js';
 import { StepGate } from '../engine/step-gate.js';
-import { ModelManager } from '../sd/model-manager.js';
 import { adminQueues } from './admin-queues.js';
-import { ActivationProfiler } from '../sd/activation-profiler.js';
-import { ActivationStore } from '../sd/activation-store.js';
 import { createApp } from './app.js';
 import { resolveOptions, type ServerOptions } from './options.js';
 import { RunQueue } from '../services/run-queue.js';
 import { submitter } from '../services/submit-run.js';
 import { RunStore } from '../services/run-store.js';
-import { IdleRelease } from '../services/idle-release.js';
+import { modelResidency } from '../services/model-residency.js';
 import { RedisBackend } from '../services/distributed/redis-backend.js';
 import { RemoteGate } from '../services/distributed/remote-gate.js';
 import { FuseGraphWorker } from '../services/distributed/worker.js';
@@ -53,23 +49,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? await RedisBackend.connect({ url: o.redis, ca: o.redisCa, outputRoot: o.outputRoot, previewEvery: o.previewEvery, log: o.log })
     : undefined;
   const store = new RunStore(o.dataDir);
-  // Each UNet's activations are measured once, in the background, when its model first loads here (admission uses them).
-  const activations = new ActivationStore(o.dataDir);
-  const profiler = scaleOut ? undefined : new ActivationProfiler({ store: activations, log: o.log, ...(o.onActivationEvent ? { onEvent: o.onActivationEvent } : {}) });
-  // One model manager and one node cache for all runs: sessions load once, unchanged nodes are served cached.
-  const models = new ModelManager({
-    ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
-    ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
-    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+  // Scale-out: the API node executes nothing, so it measures nothing (a --local-worker measures for itself).
+  const residency = modelResidency({
+    ...(scaleOut ? {} : { dataDir: o.dataDir }),
+    maxModelMemory: o.maxModelMemory, maxCacheMemory: o.maxCacheMemory, threads: o.threads,
+    unloadIdleMs: o.unloadIdleMs, log: o.log, onActivationEvent: o.onActivationEvent,
   });
-  const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
+  const { models, cache, idle, activations } = residency;
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
   const stepGate = o.testHooks && !scaleOut ? new StepGate() : undefined;
-  const idle = new IdleRelease(o.unloadIdleMs, async () => {
-    cache.clear();
-    const released = await models.releaseIdle();
-    if (released) o.log(`idle for ${o.unloadIdleMs / 1000} s: released ${released} model(s) and the node cache (--unload-idle)`);
-  }, o.log);
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
@@ -101,7 +89,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // (preflight) before any step.
   const submit = submitter(queue, scaleOut
     ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
-    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory, activations }));
+    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory, ...(activations ? { activations } : {}) }));
   const hub = new WsHub({
     queue, submit, token: o.token, outputRoot: o.outputRoot, log: o.log,
     ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),
@@ -132,12 +120,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     port = await listen(server, o.port, o.host);
   } catch (err) {
-    idle.close();
     await hub.close();
     await localWorker?.close(true);
     await scaleOut?.close();
-    await profiler?.close();
-    await models.dispose();
+    await residency.close();
     store.close();
     throw err;
   }
@@ -153,13 +139,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       await hub.close();
       await queue.close();
-      idle.close();
       await localWorker?.close(true);
       await scaleOut?.close();
       server.closeAllConnections();
       await stopped;
-      await profiler?.close();
-      await models.dispose();
+      await residency.close();
       store.close();
     })();
     return closing;

@@ -5,20 +5,16 @@ import path from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Graph } from '../../../nodes/graph-format.js';
-import { NodeCache } from '../../engine/cache.js';
 import { redactPaths } from '../../engine/redact.js';
 import { RunCancelledError } from '../../engine/errors.js';
 import { executeGraph, type ExecuteOptions } from '../../execution/executor.js';
 import { defaultMaxRunMemory } from '../../execution/run-memory-budget.js';
-import { ActivationProfiler } from '../../sd/activation-profiler.js';
-import { ActivationStore } from '../../sd/activation-store.js';
 import { StepGate, type GateState } from '../../engine/step-gate.js';
-import { ModelManager } from '../../sd/model-manager.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
 import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
-import { IdleRelease } from '../idle-release.js';
+import { modelResidency, type ModelResidency } from '../model-residency.js';
 import type { WorkerInfo, WorkerModel } from '../../../nodes/protocol.js';
 import type { RunJobData } from './redis-backend.js';
 import { BULL_PREFIX, checkReachable, connectRedis, KEYS, redisTarget, type RedisTarget } from './redis.js';
@@ -104,9 +100,7 @@ interface Consumer {
 export class FuseGraphWorker {
   readonly id = randomUUID();
   readonly name: string;
-  private readonly models: ModelManager;
-  private readonly cache = new NodeCache();
-  private readonly idle: IdleRelease;
+  private readonly residency: ModelResidency;
   private readonly admission: ExecuteOptions['admission'];
   private readonly consumers = new Map<string, Consumer>();
   private readonly running = new Map<string, AbortController>();
@@ -142,27 +136,17 @@ export class FuseGraphWorker {
     this.lockMs = opts.lockMs ?? 30_000;
     this.grace = new Grace(opts.residentGraceMs ?? 2000);
     this.log = opts.log ?? ((m, err) => (err === undefined ? console.error(`[fusegraph worker] ${m}`) : console.error(`[fusegraph worker] ${m}:`, err)));
-    // As on serve: each UNet's activations are measured once, in the background, on its first load here.
-    const activations = opts.dataDir !== undefined ? new ActivationStore(opts.dataDir) : undefined;
-    const profiler = activations ? new ActivationProfiler({ store: activations, log: this.log }) : undefined;
+    // As on serve: sessions kept across runs, each UNet's activations measured on its first load, released when idle.
+    this.residency = modelResidency({
+      ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+      maxModelMemory: opts.maxModelMemory, threads: opts.threads, unloadIdleMs: opts.unloadIdleMs ?? 600_000, log: this.log,
+      onReleased: () => this.beat(), // the registry's resident list steers runs (see Grace); keep it true
+    });
     this.admission = {
       maxRunMemory: opts.maxRunMemory ?? defaultMaxRunMemory({ provider: opts.provider ?? 'auto', log: this.log }),
-      ...(activations ? { activations } : {}),
+      ...(this.residency.activations ? { activations: this.residency.activations } : {}),
     };
-    this.models = new ModelManager({
-      ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
-      ...(opts.maxModelMemory !== undefined ? { maxBytes: opts.maxModelMemory } : {}),
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-    });
     this.gate = opts.testHooks ? new StepGate((s) => this.reportGate(s)) : undefined;
-    this.idle = new IdleRelease(opts.unloadIdleMs ?? 600_000, async () => {
-      this.cache.clear();
-      const released = await this.models.releaseIdle();
-      if (released) {
-        this.log(`idle: released ${released} model(s) and the node cache`);
-        await this.beat(); // the registry's resident list steers runs (see Grace); keep it true
-      }
-    }, this.log);
   }
 
   static async start(opts: WorkerOptions): Promise<FuseGraphWorker> {
@@ -211,14 +195,13 @@ export class FuseGraphWorker {
     this.closing ??= (async () => {
       clearInterval(this.timer);
       clearTimeout(this.graceTimer);
-      this.idle.close();
       // An abandoned run may sit in an ONNX call for a while; it writes nothing more, so it is not waited for.
       if (!force) await Promise.all(this.inFlight);
       await Promise.all([...this.consumers.values()].map((c) => Promise.all([c.worker.close(force), c.queue.close()])));
       this.sub.disconnect();
       await retireWorker(this.redis, this.id).catch(() => undefined);
       this.redis.disconnect();
-      await this.models.dispose();
+      await this.residency.close();
     })();
     return this.closing;
   }
@@ -245,7 +228,7 @@ export class FuseGraphWorker {
   /** Model folders whose sessions are loaded now. */
   private resident(): string[] {
     const root = path.resolve(this.opts.modelsRoot);
-    const paths = this.models.loadedKeys().map((key) => path.relative(root, key.slice(0, key.lastIndexOf('|'))).split(path.sep).join('/'));
+    const paths = this.residency.models.loadedKeys().map((key) => path.relative(root, key.slice(0, key.lastIndexOf('|'))).split(path.sep).join('/'));
     return [...new Set(paths)];
   }
 
@@ -412,10 +395,10 @@ export class FuseGraphWorker {
   private async execute(job: Job<RunJobData>, controller: AbortController, stream: StreamWriter, roots: { models: string; input: string; output: string }): Promise<Terminal> {
     const runId = job.id!;
     try {
-      const result = await this.idle.around(() => executeGraph(this.withProvider(job.data.graph), {
+      const result = await this.residency.idle.around(() => executeGraph(this.withProvider(job.data.graph), {
         roots,
-        models: this.models,
-        cache: this.cache,
+        models: this.residency.models,
+        cache: this.residency.cache,
         signal: controller.signal,
         onEvent: (e) => stream.event(e),
         previewEvery: job.data.previewEvery,
