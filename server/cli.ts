@@ -12,6 +12,7 @@ import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './execution/executor.js';
 import { validateGraph } from './engine/validate.js';
+import { SESSION_ISOLATIONS, type SessionIsolation } from './runtime/session-channel.js';
 import { ModelManager } from './sd/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
@@ -37,14 +38,15 @@ const COMMAND_USAGE: Record<string, string> = {
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
         [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--unload-idle SECONDS] [--data DIR]
-        [--threads N] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
+        [--threads N] [--session-isolation process|thread] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
       with --redis, runs execute on workers (docs/scale-out.md); rediss:// is TLS, --redis-ca a private CA to
       trust for it (or NODE_EXTRA_CA_CERTS); the queues' dashboard is at /admin/queues
 `,
   worker: `  worker --redis URL [--redis-ca CA.pem] [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda]
          [--concurrency N] [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS]
-         [--resident-grace-ms MS] [--unload-idle SECONDS] [--max-run-memory BYTES] [--data DIR] [--test-hooks]
+         [--resident-grace-ms MS] [--unload-idle SECONDS] [--max-run-memory BYTES] [--data DIR]
+         [--session-isolation process|thread] [--test-hooks]
       execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
       another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
 `,
@@ -151,7 +153,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'session-isolation', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => {
     const v = flag(args, name);
@@ -181,6 +183,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     redisCa: flag(args, 'redis-ca'),
     localWorker: args.flags.has('local-worker'),
     threads: num('threads'),
+    sessionIsolation: isolationFlag(args),
   });
   io.err.write(`FuseGraph editor and API on ${server.url}\n`);
   await new Promise<void>((resolve) => {
@@ -195,8 +198,17 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
 
 const PROVIDERS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 
+/** `--session-isolation process|thread` (server/runtime/session-channel.ts); undefined: the default, process. */
+function isolationFlag(args: ParsedArgs): SessionIsolation | undefined {
+  const v = flag(args, 'session-isolation');
+  if (v !== undefined && !(SESSION_ISOLATIONS as readonly string[]).includes(v)) {
+    throw new Error(`--session-isolation must be one of ${SESSION_ISOLATIONS.join(', ')}`);
+  }
+  return v as SessionIsolation | undefined;
+}
+
 async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle', 'max-run-memory', 'data']);
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle', 'max-run-memory', 'data', 'session-isolation']);
   const { FuseGraphWorker } = await import('./services/distributed/worker.js');
   const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
@@ -222,6 +234,7 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     provider: provider as (typeof PROVIDERS)[number],
     concurrency: int('concurrency') ?? 1,
     threads: int('threads'),
+    sessionIsolation: isolationFlag(args),
     maxModelMemory: int('max-model-memory'),
     lockMs: int('lock-ms'),
     testHooks: args.flags.has('test-hooks') || process.env.FUSEGRAPH_TEST_HOOKS === '1',

@@ -1,3 +1,4 @@
+import type { SessionIsolation } from '../runtime/session-channel.js';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultMaxRunMemory } from '../execution/run-memory-budget.js';
@@ -65,6 +66,8 @@ export interface ServerOptions {
   localWorker?: boolean;
   /** Intra-op threads per ONNX session. Default: every core. */
   threads?: number;
+  /** Where each loaded model's ONNX sessions run (server/runtime/session-channel.ts). Default `process`. */
+  sessionIsolation?: SessionIsolation;
   /** With `localWorker`: how long a dead worker's run waits before another takes it (ms). Default 30000. */
   lockMs?: number;
   /** Unsent bytes above which a WebSocket skips progress and preview frames. Default 4 MiB. */
@@ -151,6 +154,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     redisCa: o.redisCa,
     localWorker: o.localWorker ?? false,
     threads: o.threads,
+    sessionIsolation: o.sessionIsolation ?? 'process',
     lockMs: o.lockMs,
     log,
     wsBacklogBytes: o.wsBacklogBytes,

@@ -52,7 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Scale-out: the API node executes nothing, so it measures nothing (a --local-worker measures for itself).
   const residency = modelResidency({
     ...(scaleOut ? {} : { dataDir: o.dataDir }),
-    maxModelMemory: o.maxModelMemory, maxCacheMemory: o.maxCacheMemory, threads: o.threads,
+    maxModelMemory: o.maxModelMemory, maxCacheMemory: o.maxCacheMemory, threads: o.threads, isolation: o.sessionIsolation,
     unloadIdleMs: o.unloadIdleMs, log: o.log, onActivationEvent: o.onActivationEvent,
   });
   const { models, cache, idle, activations } = residency;
@@ -79,6 +79,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? await FuseGraphWorker.start({
       redisUrl: o.redis!, redisCa: o.redisCa, modelsRoot: o.modelsRoot, inputRoot: o.inputRoot, name: 'local', concurrency: o.concurrency,
       testHooks: o.testHooks, log: o.log, unloadIdleMs: o.unloadIdleMs, maxRunMemory: o.maxRunMemory, dataDir: o.dataDir,
+      sessionIsolation: o.sessionIsolation,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...(o.maxModelMemory !== undefined ? { maxModelMemory: o.maxModelMemory } : {}),
       ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),

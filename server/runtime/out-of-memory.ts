@@ -1,8 +1,9 @@
 /**
  * Recognises a failure to allocate memory, wherever it happened: ONNX Runtime's arena or allocator inside a session
  * call ("Failed to allocate memory for requested buffer of size N", a C++ bad_alloc turned into a status), or V8
- * refusing an ArrayBuffer in JavaScript ("Array buffer allocation failed", or a length beyond what it can hold).
- * Such a run fails with a clear "out of memory" error; the process itself keeps serving.
+ * refusing an ArrayBuffer in JavaScript ("Array buffer allocation failed", or a length beyond what it can hold), a
+ * message that cannot be serialised for lack of memory, or a session process that V8 or the system ended for it
+ * (session-channel.ts). Such a run fails with a clear "out of memory" error; the server itself keeps serving.
  */
 const PATTERNS = [
   /Failed to allocate memory for requested buffer of size (\d+)/,
@@ -10,6 +11,12 @@ const PATTERNS = [
   /Array buffer allocation failed/,
   /Invalid array buffer length/,
   /Invalid typed array length/,
+  // Node's structured clone of a message too large for the memory left (a session process's answer or request).
+  /Data cannot be cloned, out of memory/,
+  // V8's fatal error when its own heap or an allocation it cannot fail runs out, as a session process's last words.
+  /process out of memory/,
+  /JavaScript heap out of memory/,
+  /session process ran out of memory/,
 ];
 
 export interface OutOfMemory {

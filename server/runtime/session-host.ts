@@ -1,7 +1,7 @@
-import { Worker } from 'node:worker_threads';
 import { outOfMemory } from './out-of-memory.js';
+import { openChannel, type SessionChannel, type SessionIsolation } from './session-channel.js';
 import { uploadModels } from './upload-model.js';
-import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
+import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest } from './wire.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; signal: AbortSignal | undefined };
 
@@ -21,36 +21,35 @@ export class SessionCallAborted extends Error {
   }
 }
 
-/** One worker thread and the calls waiting on it. */
+/** One session worker and the calls waiting on it. */
 interface Connection {
-  readonly worker: Worker;
+  readonly channel: SessionChannel;
   readonly pending: Map<number, Pending>;
   dead: Error | null;
   /** Retired on purpose (to abandon a call, or after one ran out of memory): the next call starts a fresh worker. */
   interrupted: boolean;
 }
 
-/**
- * One lock for every session worker of the process (see `exclusive` in session-worker.js): onnxruntime-node runs all
- * WebGPU sessions of a process on one WebGPU context, which is not thread-safe, so the workers take turns on it.
- * 0 = free, else the threadId of the worker holding it.
- */
-const gpuLock = new Int32Array(new SharedArrayBuffer(4));
+/** An input kept by the worker across calls (see SessionHost.keep). */
+export class KeptInput {
+  constructor(
+    readonly identity: object,
+    readonly make: () => WireTensor,
+  ) {}
+}
 
 /** Conditionings kept per worker: a few loops' worth (positive and negative of several PredictNoise nodes). */
 const MAX_KEPT = 16;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** Request id of the close message sent to a retired worker. */
-const RETIRE_ID = 0;
-
 /**
- * Main-thread handle on one session worker (see session-worker.js). session.run() cannot be interrupted in
- * onnxruntime-node (RunOptions.terminate is only read when a run starts), and terminating a worker while a run is
- * inside native code aborts the whole process when the run returns. So a call whose signal is aborted is
- * abandoned: its promise rejects at once, the worker is retired (it closes its sessions and exits once the call
- * it is computing returns), and the next call starts a new worker that reopens the sessions.
+ * Handle on one model's session worker (see session-worker.js and session-channel.ts). session.run() cannot be
+ * interrupted in onnxruntime-node (RunOptions.terminate is only read when a run starts), so a call whose signal is
+ * aborted is abandoned: its promise rejects at once and the worker is retired — a session process is killed, a
+ * worker thread closes its sessions and exits once the call it is computing returns (terminating a thread inside
+ * native code aborts the whole server). A worker that ends for any other reason (a crash, the OOM killer) fails the
+ * calls waiting on it. Either way the next call starts a new worker that reopens the sessions.
  */
 export class SessionHost {
   private conn: Connection;
@@ -62,51 +61,50 @@ export class SessionHost {
   /** The open request, replayed when a new worker replaces an interrupted one. */
   private openRequest: DistributiveOmit<WorkerRequest, 'id'> | null = null;
   private reopening: Promise<unknown> | null = null;
+  private closed = false;
 
-  constructor() {
+  constructor(private readonly isolation: SessionIsolation = 'process') {
     this.conn = this.spawn();
   }
 
   private spawn(): Connection {
-    const worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { gpuLock } });
-    const conn: Connection = { worker, pending: new Map(), dead: null, interrupted: false };
-    const threadId = worker.threadId;
-    worker.unref();
-    worker.on('message', (res: WorkerResponse) => {
-      if (res.id === RETIRE_ID) {
-        void worker.terminate();
-        return;
-      }
-      const p = conn.pending.get(res.id);
-      if (!p) return;
-      conn.pending.delete(res.id);
-      if (res.ok) p.resolve(res.result);
-      else {
-        // After a failed allocation ONNX Runtime's arena keeps what it grew to, and the next call in that worker can
-        // crash the process (seen under an address-space limit): the worker is replaced, which releases it all.
-        if (outOfMemory(res.error)) this.retire(conn);
-        p.reject(new SessionError(res.error, res.file));
-      }
-    });
-    const fail = (err: Error): void => {
-      conn.dead ??= err;
-      for (const p of conn.pending.values()) p.reject(conn.dead);
-      conn.pending.clear();
+    const pending = new Map<number, Pending>();
+    const conn: Connection = {
+      pending,
+      dead: null,
+      interrupted: false,
+      channel: openChannel(this.isolation, {
+        message: (res) => {
+          const p = pending.get(res.id);
+          if (!p) return;
+          pending.delete(res.id);
+          if (res.ok) p.resolve(res.result);
+          else {
+            // After a failed allocation ONNX Runtime's arena keeps what it grew to, and the next call in that worker can
+            // crash it (seen under an address-space limit): the worker is replaced, which releases it all.
+            if (outOfMemory(res.error)) this.retire(conn);
+            p.reject(new SessionError(res.error, res.file));
+          }
+        },
+        exit: (why) => {
+          conn.dead ??= new SessionError(why);
+          for (const p of pending.values()) p.reject(conn.dead);
+          pending.clear();
+        },
+      }),
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) => {
-      // A worker that ends while holding the WebGPU lock (terminated mid-call) must not block the others forever.
-      if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
-      fail(new SessionError(`session worker exited (code ${code})`));
-    });
     return conn;
   }
 
   /** The live connection; after an interruption, a new worker with the sessions reopened. */
   private async connection(): Promise<Connection> {
-    if (this.conn.interrupted && !this.reopening && this.openRequest) {
+    const gone = this.conn.interrupted || this.conn.dead || !this.conn.channel.alive;
+    if (gone && !this.closed && !this.reopening && this.openRequest) {
       const conn = this.spawn();
       this.conn = conn;
+      // The new worker knows no kept tensors: they are sent again with their next use.
+      this.keptIds = new WeakMap();
+      this.keptOrder.length = 0;
       this.reopening = this.send(conn, this.openRequest, [], undefined).finally(() => {
         this.reopening = null;
       });
@@ -126,33 +124,28 @@ export class SessionHost {
         onAbort = () => this.abandon(conn);
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      conn.worker.ref();
-      conn.worker.postMessage({ ...req, id } as WorkerRequest, transfer);
+      conn.channel.ref();
+      conn.channel.post({ ...req, id } as WorkerRequest, transfer);
     }).finally(() => {
       if (onAbort) signal?.removeEventListener('abort', onAbort);
-      // A retired worker stays referenced until it exits: a process that exited while it is still inside
-      // session.run() would abort.
-      if (conn.pending.size === 0 && !conn.interrupted) conn.worker.unref();
+      if (conn.pending.size === 0 && !conn.interrupted) conn.channel.unref();
       if (conn.pending.size === 0 && conn.interrupted && !conn.dead) this.end(conn);
     });
   }
 
   /**
-   * Sends new calls to a fresh worker from now on; this one closes its sessions and exits once the calls it is still
+   * Sends new calls to a fresh worker from now on; this one is ended (SessionChannel.stop) once the calls it is still
    * computing (other runs sharing the model) have returned.
    */
   private retire(conn: Connection): void {
     if (conn.interrupted) return;
     conn.interrupted = true;
-    this.keptIds = new WeakMap();
-    this.keptOrder.length = 0;
-    conn.worker.ref();
   }
 
-  /** Ends a retired worker: handled after the call in progress returns; its answer terminates the worker. */
+  /** Ends a retired worker (see SessionChannel.stop). */
   private end(conn: Connection): void {
     conn.dead = new SessionCallAborted();
-    conn.worker.postMessage({ op: 'close', id: RETIRE_ID } as WorkerRequest);
+    conn.channel.stop();
   }
 
   /**
@@ -161,7 +154,6 @@ export class SessionHost {
    */
   private abandon(conn: Connection): void {
     if (conn.dead || ![...conn.pending.values()].every((p) => p.signal?.aborted)) return;
-    // The new worker knows no kept tensors: they are sent again with their next use.
     this.retire(conn);
     this.end(conn);
     for (const p of conn.pending.values()) p.reject(conn.dead!);
@@ -179,10 +171,15 @@ export class SessionHost {
   }
 
   /**
-   * A feed for an input that stays the same across calls, identified by `identity` (whose contents must not change
-   * afterwards): the tensor travels to the worker with the first call only.
+   * An input that stays the same across calls, identified by `identity` (whose contents must not change afterwards):
+   * the tensor travels to the worker with the first call only (and again to a worker that replaced it).
    */
-  keep(identity: object, make: () => WireTensor): KeptFeed {
+  keep(identity: object, make: () => WireTensor): KeptInput {
+    return new KeptInput(identity, make);
+  }
+
+  /** The wire form of a kept input for the current worker: its tensor only when that worker does not hold it yet. */
+  private keptFeed({ identity, make }: KeptInput): KeptFeed {
     const known = this.keptIds.get(identity);
     const at = known === undefined ? -1 : this.keptOrder.indexOf(known);
     if (known !== undefined && at >= 0) {
@@ -198,24 +195,29 @@ export class SessionHost {
   }
 
   /**
-   * One session run. `transfer` lists feed buffers the caller gives up: they move to the worker instead of being
+   * One session run. `transfer` lists feed buffers the caller gives up: to a worker thread they move instead of being
    * copied (structured clone of a 128 KB latent costs more than the move; they are detached here afterwards).
    * The outputs always move back.
    */
-  run(
+  async run(
     part: string,
-    feeds: Record<string, Feed>,
+    feeds: Readonly<Record<string, WireTensor | KeptInput>>,
     fetch: readonly string[],
     transfer: readonly ArrayBuffer[] = [],
     signal?: AbortSignal,
   ): Promise<Record<string, WireTensor>> {
-    return this.call({ op: 'run', part, feeds, fetch }, transfer, signal) as Promise<Record<string, WireTensor>>;
+    const conn = await this.connection();
+    // Kept inputs take their wire form only now, for the worker that will run the call (a new one knows none).
+    const wire: Record<string, Feed> = {};
+    for (const [name, feed] of Object.entries(feeds)) wire[name] = feed instanceof KeptInput ? this.keptFeed(feed) : feed;
+    return this.send(conn, { op: 'run', part, feeds: wire, fetch }, transfer, signal) as Promise<Record<string, WireTensor>>;
   }
 
   async close(): Promise<void> {
     // A retired worker still computing ends on its own once its call returns.
+    this.closed = true;
     const conn = this.conn;
     if (!conn.dead) await this.send(conn, { op: 'close' }, [], undefined).catch(() => undefined);
-    await conn.worker.terminate();
+    await conn.channel.close();
   }
 }

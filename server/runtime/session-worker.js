@@ -1,10 +1,12 @@
 // @ts-check
 /**
- * Worker thread that owns the ONNX Runtime sessions of one model folder. session.run() blocks its thread while it
- * computes, so each model gets its own thread: the server's event loop stays responsive and two models' UNet calls
- * can run at the same time (on WebGPU they take turns: see `exclusive`). Plain JavaScript (type-checked through
- * JSDoc) so a worker starts without the TypeScript loader, which would add about 0.4 s to every model load.
+ * Session worker: owns the ONNX Runtime sessions of one model folder, in a child process of its own or a worker
+ * thread (session-channel.ts says which and why). session.run() blocks its thread while it computes, so each model
+ * gets its own worker: the server's event loop stays responsive and two models' UNet calls can run at the same time
+ * (worker threads on WebGPU take turns: see `exclusive`). Plain JavaScript (type-checked through JSDoc) so a worker
+ * starts without the TypeScript loader, which would add about 0.4 s to every model load.
  */
+import { writeFileSync } from 'node:fs';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { UPLOAD_SESSION_OPTIONS, sessionOptions } from './session-options.js';
@@ -265,8 +267,41 @@ async function handle(req) {
   }
 }
 
-const port = parentPort;
-if (!port) throw new Error('session-worker must run in a worker thread');
+/**
+ * The way back to SessionHost: the thread's port, or in a session process (session-channel.ts) its IPC channel,
+ * where tensors are copied (structured clone through a pipe) rather than moved.
+ * @type {{ on(event: 'message', fn: (req: WorkerRequest) => void): unknown; postMessage(res: WorkerResponse, transfer: ArrayBuffer[]): void }}
+ */
+const port = parentPort ?? processPort();
+
+function processPort() {
+  const send = process.send?.bind(process);
+  if (!send) throw new Error('session-worker must run in a worker thread or a forked process');
+  // The server is gone (even kill -9): nothing is left to answer, and the sessions must not outlive it.
+  process.on('disconnect', () => process.exit(0));
+  // Under memory pressure the system's OOM killer should end this process, never the server it serves.
+  try {
+    writeFileSync('/proc/self/oom_score_adj', '1000');
+  } catch {
+    // not Linux, or not allowed: the killer then picks by size alone, which usually is this process anyway
+  }
+  return {
+    /** @param {'message'} event @param {(req: WorkerRequest) => void} fn */
+    on: (event, fn) => process.on(event, fn),
+    /** @param {WorkerResponse} res */
+    postMessage: (res) => void send(res, undefined, undefined, () => undefined),
+  };
+}
+
+/**
+ * Sends a failure as the answer to `id`.
+ * @param {number} id
+ * @param {Error & { file?: string }} err
+ */
+function fail(id, err) {
+  port.postMessage(/** @type {WorkerResponse} */ ({ id, ok: false, error: err.message ?? String(err), ...(err.file ? { file: err.file } : {}) }), []);
+}
+
 port.on('message', (/** @type {WorkerRequest} */ req) => {
   handle(req).then(
     ({ result, transfer }) => {
@@ -274,12 +309,15 @@ port.on('message', (/** @type {WorkerRequest} */ req) => {
       try {
         port.postMessage(res, transfer);
       } catch {
-        // A buffer that cannot be detached (memory the native side owns) is copied instead.
-        port.postMessage(res);
+        try {
+          // A buffer that cannot be detached (memory the native side owns) is copied instead.
+          port.postMessage(res, []);
+        } catch (err) {
+          // The answer could not be serialised (a session process out of memory: "Data cannot be cloned").
+          fail(req.id, /** @type {Error} */ (err));
+        }
       }
     },
-    (/** @type {Error & { file?: string }} */ err) => {
-      port.postMessage(/** @type {WorkerResponse} */ ({ id: req.id, ok: false, error: err.message ?? String(err), ...(err.file ? { file: err.file } : {}) }));
-    },
+    (/** @type {Error & { file?: string }} */ err) => fail(req.id, err),
   );
 });

@@ -4,12 +4,15 @@ import { findModelFolders, inspectModelFolder, modelFolderStamp } from './model-
 import { SdModel } from './sd-model.js';
 import type { ProviderChoice } from '../runtime/providers.js';
 import { providerCandidates } from '../runtime/providers.js';
+import type { SessionIsolation } from '../runtime/session-channel.js';
 
 export interface ModelManagerOptions {
   /** Evict least-recently-used idle models when their files' total size would exceed this. */
   readonly maxBytes?: number;
   /** intra-op threads per session worker. */
   readonly threads?: number;
+  /** Where each model's sessions run (session-channel.ts). Default: a child process per model. */
+  readonly isolation?: SessionIsolation;
   /** Called with each model once it has loaded (the server measures its UNet's activations: activation-profiler.ts). */
   readonly onLoaded?: (model: SdModel) => void;
 }
@@ -64,7 +67,7 @@ export class ModelManager {
       this.entries.delete(key); // re-insert: Map order is the LRU order
       this.entries.set(key, entry);
     } else {
-      const model = (async () => SdModel.load(key, await inspectModelFolder(absDir), providerCandidates(provider), this.threads))();
+      const model = (async () => SdModel.load(key, await inspectModelFolder(absDir), providerCandidates(provider), this.threads, this.options.isolation))();
       entry = { model, stamp, users: 0, bytes: 0 };
       this.entries.set(key, entry);
       model.then(

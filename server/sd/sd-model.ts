@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fromFloat16Array, toFloat16Array } from '../runtime/float16.js';
+import type { SessionIsolation } from '../runtime/session-channel.js';
 import { SessionHost } from '../runtime/session-host.js';
 import type { PartMeta, Provider, ValueMeta, WireTensor } from '../runtime/wire.js';
 import type { ModelFolder, PartName } from './model-folder.js';
@@ -66,8 +66,8 @@ export class SdModel {
     private readonly host: SessionHost,
   ) {}
 
-  static async load(key: string, folder: ModelFolder, providers: readonly Provider[], threads: number): Promise<SdModel> {
-    const host = new SessionHost();
+  static async load(key: string, folder: ModelFolder, providers: readonly Provider[], threads: number, isolation?: SessionIsolation): Promise<SdModel> {
+    const host = new SessionHost(isolation);
     // Sessions load in the worker while this thread reads the tokenizer and scheduler files.
     const opening = host.open({ ...folder.parts }, providers, threads);
     try {
@@ -235,12 +235,18 @@ function toFloat32(t: WireTensor): Tensor32 {
 }
 
 /** SHA-256 of a file, streamed (model files are gigabytes). */
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(file)
-      .on('data', (chunk) => h.update(chunk))
-      .on('end', () => resolve(h.digest('hex')))
-      .on('error', reject);
-  });
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  // One buffer for the whole file: a stream's fresh 64 KiB chunk per read leaves the server's heap as large as the
+  // model (the C allocator keeps it), which would undo what releasing an idle model returns.
+  const buf = Buffer.allocUnsafeSlow(HASH_BUFFER_BYTES);
+  const fh = await open(file, 'r');
+  try {
+    for (let n; (n = (await fh.read(buf, 0, buf.length, null)).bytesRead) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    await fh.close();
+  }
+  return h.digest('hex');
 }
+
+const HASH_BUFFER_BYTES = 1 << 20;

@@ -1,4 +1,5 @@
 import { NodeCache } from '../engine/cache.js';
+import type { SessionIsolation } from '../runtime/session-channel.js';
 import { ActivationProfiler, type ProfilerEvent } from '../sd/activation-profiler.js';
 import { ActivationStore } from '../sd/activation-store.js';
 import { ModelManager } from '../sd/model-manager.js';
@@ -10,6 +11,8 @@ export interface ModelResidencyOptions {
   readonly maxModelMemory?: number;
   readonly maxCacheMemory?: number;
   readonly threads?: number;
+  /** Where each model's sessions run; default a process per model (session-channel.ts). */
+  readonly isolation?: SessionIsolation;
   /** Release models and cache after this many ms without a run; 0 = never. */
   readonly unloadIdleMs: number;
   readonly log: (message: string, err?: unknown) => void;
@@ -43,6 +46,7 @@ export function modelResidency(o: ModelResidencyOptions): ModelResidency {
     ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
     ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.isolation !== undefined ? { isolation: o.isolation } : {}),
   });
   const cache = new NodeCache(o.maxCacheMemory !== undefined ? { maxBytes: o.maxCacheMemory } : {});
   const idle = new IdleRelease(o.unloadIdleMs, async () => {

@@ -440,10 +440,9 @@ test('sessions are reused: acquiring a folder twice gives the same model and the
     assert.equal(models.loadedKeys().length, keysBefore + 1);
     const host = Reflect.get(a, 'host') as object;
     assert.equal(Reflect.get(c, 'host'), host, 'one SessionHost');
-    const workerOf = (h: object) => Reflect.get(Reflect.get(h, 'conn') as object, 'worker') as { threadId: number };
-    const worker = workerOf(host);
-    assert.ok(worker.threadId > 0);
-    assert.equal(workerOf(Reflect.get(b, 'host') as object).threadId, worker.threadId, 'one worker thread');
+    const channelOf = (h: object) => Reflect.get(Reflect.get(h, 'conn') as object, 'channel') as object;
+    assert.ok(channelOf(host));
+    assert.equal(channelOf(Reflect.get(b, 'host') as object), channelOf(host), 'one session worker');
     // Calls through either handle land on the same counter.
     const before = a.unetCalls;
     const ctx = await b.encodeText([b.tokenizer.encodePadded('x'), b.tokenizer.encodePadded('')]);

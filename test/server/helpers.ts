@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before } from 'node:test';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
@@ -98,6 +98,42 @@ export async function serveProcess(
     void exited.then((code) => reject(new Error(`server exited (${String(code)}): ${err}`)));
   });
   return { url, child, exited };
+}
+
+/**
+ * The session processes (server/runtime/session-channel.ts) of the process `pid`, by their command line: one per
+ * loaded model. Linux only (reads /proc).
+ */
+export async function sessionProcesses(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const task of await readdir(`/proc/${pid}/task`)) {
+    const children = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
+    for (const child of children.split(/\s+/).filter(Boolean).map(Number)) {
+      const cmdline = await readFile(`/proc/${child}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes('session-worker.js')) found.push(child);
+    }
+  }
+  return found;
+}
+
+/** Resident memory of a process, MiB (Linux). */
+export async function rssMiB(pid: number): Promise<number> {
+  return Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+/**
+ * Resolves once process `pid` has exited (polled: it may be no child of this process, so no event says it). With
+ * `reaped`, only once its parent has also collected its exit status (for a server in this process: its exit handler ran).
+ */
+export async function processGone(pid: number, timeoutMs = 10_000, o: { reaped?: boolean } = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // A zombie still has a /proc entry: its state is Z until its parent reaps it.
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+    if (stat === null || (!o.reaped && / [ZX] /.test(stat.slice(stat.lastIndexOf(')') + 1, stat.lastIndexOf(')') + 4)))) return;
+    if (Date.now() > deadline) throw new Error(`process ${pid} still runs after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** The shared small txt2img graph (64×64, 4 steps by default) on the sandbox's tiny model, or on `model`. */

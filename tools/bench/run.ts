@@ -8,7 +8,7 @@ const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
 const sampling = await benchSamplingOverhead();
 console.log(`txt2img ${sampling.steps} steps, CFG batch 2, 64×64 latent (tiny UNet F=64):`);
 console.log(`  raw onnxruntime-node loop, main thread : ${sampling.rawMsPerCall.toFixed(2)} ms per UNet call`);
-console.log(`  same loop on FuseGraph's sessions      : ${sampling.sameSessionsMsPerCall.toFixed(2)} ms per UNet call (worker thread: ${signed(sampling.workerPct)} %)`);
+console.log(`  same loop on FuseGraph's sessions      : ${sampling.sameSessionsMsPerCall.toFixed(2)} ms per UNet call (session process: ${signed(sampling.workerPct)} %)`);
 console.log(`  FuseGraph executor                     : ${sampling.executorMsPerCall.toFixed(2)} ms per UNet call`);
 console.log(`  executor overhead on the same sessions : ${signed(sampling.overheadPct)} % (target < 3 %; median of ${sampling.rounds} interleaved rounds' ratios)`);
 console.log(
@@ -17,7 +17,11 @@ console.log(
 );
 console.log(
   `  call path alone                        : +${sampling.callPathMs.toFixed(2)} ms per UNet call, ${((100 * sampling.callPathMs) / sampling.rawMsPerCall).toFixed(1)} % ` +
-    '(worker hop and copies; median of 150 interleaved call pairs)',
+    '(hop to the session process and copies; median of 150 interleaved call pairs)',
+);
+console.log(
+  `  call path, sessions in a worker thread : +${sampling.threadCallPathMs.toFixed(2)} ms per UNet call ` +
+    `(--session-isolation thread, interleaved with the above: the process costs ${signed(sampling.callPathMs - sampling.threadCallPathMs)} ms more)`,
 );
 
 const server = await benchServerOverhead();

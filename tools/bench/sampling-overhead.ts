@@ -25,10 +25,12 @@ export interface SamplingOverhead {
   /** Time per step outside the UNet calls (sampler math, graph machinery): the hand loop's and the executor's. */
   readonly sameSessionsHostMs: number;
   readonly executorHostMs: number;
-  /** The same-sessions loop against the main-thread one: what running inference in a worker thread costs. */
+  /** The same-sessions loop against the main-thread one: what running inference in a session process costs. */
   readonly workerPct: number;
-  /** What FuseGraph's call path (worker hop, copies, conversions) adds to one UNet call of the bench's shapes. */
+  /** What FuseGraph's call path (hop to the session process, copies, conversions) adds to one UNet call of the bench's shapes. */
   readonly callPathMs: number;
+  /** The same with the model's sessions in a worker thread (`--session-isolation thread`), measured alongside. */
+  readonly threadCallPathMs: number;
 }
 
 const STEPS = 50;
@@ -107,21 +109,24 @@ function timeCalls(model: SdModel): () => number {
 }
 
 /**
- * FuseGraph's call path alone: one call through the worker minus one direct session.run on the same inputs,
- * interleaved call by call so that load on the machine hits both alike; the median of the differences.
+ * FuseGraph's call paths alone: one call through each worker minus one direct session.run on the same inputs,
+ * interleaved call by call so that load on the machine hits all alike; the median of each one's differences.
  */
-async function callPath(viaWorker: Predict, direct: Predict): Promise<number> {
+async function callPaths(viaWorkers: readonly Predict[], direct: Predict): Promise<number[]> {
   const sample = new Float32Array(2 * LATENT.reduce((a, b) => a * b)).fill(0.1);
-  const diffs: number[] = [];
+  const diffs = viaWorkers.map((): number[] => []);
+  const timed = async (predict: Predict): Promise<number> => {
+    const t0 = performance.now();
+    await predict(sample, 500);
+    return performance.now() - t0;
+  };
   for (let i = 0; i < 150; i++) {
-    let t0 = performance.now();
-    await viaWorker(sample, 500);
-    const worker = performance.now() - t0;
-    t0 = performance.now();
-    await direct(sample, 500);
-    diffs.push(worker - (performance.now() - t0));
+    for (const [w, viaWorker] of viaWorkers.entries()) {
+      const worker = await timed(viaWorker);
+      diffs[w]!.push(worker - (await timed(direct)));
+    }
   }
-  return median(diffs);
+  return diffs.map(median);
 }
 
 export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
@@ -130,6 +135,7 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
     const dir = path.join(root, 'models', 'bench');
     await writeTinyModel(dir, { seed: 3, unetWidth: 64 });
     const models = new ModelManager();
+    const threadModels = new ModelManager({ isolation: 'thread' });
     try {
       const roots = { models: path.join(root, 'models'), input: root, output: path.join(root, 'out') };
       const model = await models.acquire(dir, 'cpu');
@@ -164,8 +170,10 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
           await timed(sameLoop, sameTimes, sameHost);
         }
       }
-      // After the rounds, with everything warm (timeCalls' wrapper adds two clock reads to the worker side).
-      const callPathMs = await callPath(same, main.predict);
+      // After the rounds, with everything warm (timeCalls' wrapper adds two clock reads to the process side).
+      const threadModel = await threadModels.acquire(dir, 'cpu');
+      const [callPathMs, threadCallPathMs] = await callPaths([same, samePredict(threadModel, enc)], main.predict);
+      threadModels.release(threadModel);
       models.release(model);
       await main.release();
       const pairedPct = (a: readonly number[], b: readonly number[]): number => median(a.slice(1).map((x, i) => ((x - b[i + 1]!) / b[i + 1]!) * 100));
@@ -179,10 +187,12 @@ export async function benchSamplingOverhead(): Promise<SamplingOverhead> {
         sameSessionsHostMs: median(sameHost.slice(1)),
         executorHostMs: median(execHost.slice(1)),
         workerPct: pairedPct(sameTimes, rawTimes),
-        callPathMs,
+        callPathMs: callPathMs!,
+        threadCallPathMs: threadCallPathMs!,
       };
     } finally {
       await models.dispose();
+      await threadModels.dispose();
     }
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import type { SessionIsolation } from '../../runtime/session-channel.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -39,6 +40,8 @@ export interface WorkerOptions {
   readonly name?: string;
   /** Intra-op threads per ONNX session. Default: every core. */
   readonly threads?: number;
+  /** Where each model's sessions run (session-channel.ts). Default `process`. */
+  readonly sessionIsolation?: SessionIsolation;
   readonly maxModelMemory?: number;
   /** TEST-ONLY: sampler steps pass a step gate the API node's /api/test/gate drives through Redis. */
   readonly testHooks?: boolean;
@@ -140,6 +143,7 @@ export class FuseGraphWorker {
     this.residency = modelResidency({
       ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
       maxModelMemory: opts.maxModelMemory, threads: opts.threads, unloadIdleMs: opts.unloadIdleMs ?? 600_000, log: this.log,
+      ...(opts.sessionIsolation !== undefined ? { isolation: opts.sessionIsolation } : {}),
       onReleased: () => this.beat(), // the registry's resident list steers runs (see Grace); keep it true
     });
     this.admission = {

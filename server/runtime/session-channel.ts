@@ -1,0 +1,156 @@
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { WorkerRequest, WorkerResponse } from './wire.js';
+
+/**
+ * Where a model's ONNX Runtime sessions live (see session-worker.js):
+ * - `process` (default): a child process per loaded model. Ending it returns every byte the sessions used to the
+ *   system (the C allocator of a long-lived process keeps freed heap), a cancelled call is stopped at once (the process
+ *   is killed, where a thread would have to finish its call), and a failure that ends a process — an allocation
+ *   V8 cannot survive, the system's OOM killer, a crash in native code — ends only that model's process, never the
+ *   server. It costs a copy of each call's feeds and outputs through a pipe, and on CUDA one context per model.
+ * - `thread`: a worker thread in the server's process. Tensors move without a copy; a cancelled call keeps its
+ *   thread busy until it returns, and an out-of-memory abort inside onnxruntime-node ends the server.
+ */
+export type SessionIsolation = 'process' | 'thread';
+
+export const SESSION_ISOLATIONS: readonly SessionIsolation[] = ['process', 'thread'];
+
+const WORKER_SCRIPT = new URL('./session-worker.js', import.meta.url);
+
+/** What the owner of a channel hears from it. */
+export interface ChannelEvents {
+  message(res: WorkerResponse): void;
+  /** The worker is gone (ended, crashed or killed); `why` says how, with its last error output for a process. */
+  exit(why: string): void;
+}
+
+/** One session worker, thread or process, as SessionHost drives it. */
+export interface SessionChannel {
+  /** False once the worker is known to be gone (a process's channel closes before its exit is reported). */
+  readonly alive: boolean;
+  post(req: WorkerRequest, transfer: readonly ArrayBuffer[]): void;
+  /** Keeps the server's event loop alive while calls are waiting (a process that exits mid-call loses them). */
+  ref(): void;
+  unref(): void;
+  /**
+   * Ends the worker without losing the process: a process is killed at once; a thread that may be inside
+   * session.run() (terminating it there aborts the whole server) is told to close its sessions and ends after the
+   * call it is computing returns.
+   */
+  stop(): void;
+  /** Ends the worker after closing its sessions; resolves once it has exited. */
+  close(): Promise<void>;
+}
+
+/**
+ * One lock for every session worker thread of the process (see `exclusive` in session-worker.js): onnxruntime-node runs
+ * all WebGPU sessions of a process on one WebGPU context, which is not thread-safe, so the threads take turns on it.
+ * 0 = free, else the threadId of the worker holding it. Session processes each have their own context and need none.
+ */
+const gpuLock = new Int32Array(new SharedArrayBuffer(4));
+
+/** Request id of the close message that ends a stopped worker thread. */
+const STOP_ID = 0;
+
+export function openChannel(isolation: SessionIsolation, on: ChannelEvents): SessionChannel {
+  return isolation === 'process' ? processChannel(on) : threadChannel(on);
+}
+
+function threadChannel(on: ChannelEvents): SessionChannel {
+  const worker = new Worker(WORKER_SCRIPT, { workerData: { gpuLock } });
+  const threadId = worker.threadId;
+  worker.unref();
+  worker.on('message', (res: WorkerResponse) => {
+    if (res.id === STOP_ID) void worker.terminate();
+    else on.message(res);
+  });
+  let error = '';
+  worker.on('error', (err: Error) => (error = err.message));
+  let alive = true;
+  const exited = new Promise<void>((resolve) =>
+    worker.once('exit', (code) => {
+      alive = false;
+      // A worker that ends while holding the WebGPU lock (terminated mid-call) must not block the others forever.
+      if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
+      on.exit(`session worker exited (code ${code})${error ? `: ${error}` : ''}`);
+      resolve();
+    }),
+  );
+  return {
+    get alive() {
+      return alive;
+    },
+    post: (req, transfer) => worker.postMessage(req, transfer),
+    ref: () => worker.ref(),
+    unref: () => worker.unref(),
+    stop: () => {
+      worker.ref(); // a process that exited while the thread is still inside session.run() would abort
+      worker.postMessage({ op: 'close', id: STOP_ID } satisfies WorkerRequest);
+    },
+    close: async () => {
+      await worker.terminate();
+      await exited;
+    },
+  };
+}
+
+/** The end of a crashed session process's error output kept to say why it ended. */
+const STDERR_TAIL = 4096;
+
+function processChannel(on: ChannelEvents): SessionChannel {
+  // Plain JavaScript: no TypeScript loader (the server's own execArgv) is needed, and none slows the start.
+  const child = fork(fileURLToPath(WORKER_SCRIPT), [], { serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  let tail = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    process.stderr.write(chunk);
+    tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL);
+  });
+  let killed = false;
+  const unref = (): void => {
+    child.unref();
+    child.channel?.unref();
+    (child.stderr as unknown as { unref?: () => void }).unref?.();
+  };
+  unref();
+  child.on('message', (res: WorkerResponse) => on.message(res));
+  // A failed send (the process already gone) is reported by the exit below.
+  child.on('error', () => undefined);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      // Nobody here sends a SIGKILL but `kill` below: another one is the kernel's OOM killer, which the process
+      // invites (oom_score_adj 1000 in session-worker.js) so that the server is spared.
+      const how = signal === 'SIGKILL' && !killed
+        ? 'ran out of memory (ended by SIGKILL, most likely by the system\'s OOM killer)'
+        : signal ? `was ended by ${signal}` : `exited (code ${code})`;
+      const said = tail.trim().split('\n').filter((l) => l.trim() !== '').slice(-3).join(' | ');
+      on.exit(`session process ${how}${said ? `: ${said}` : ''}`);
+      resolve();
+    }),
+  );
+  const kill = (): void => {
+    killed = true;
+    child.ref(); // until its exit is heard
+    child.kill('SIGKILL');
+  };
+  return {
+    get alive() {
+      return child.connected;
+    },
+    post: (req) => {
+      if (child.connected) child.send(req);
+    },
+    ref: () => {
+      child.ref();
+      child.channel?.ref();
+    },
+    unref,
+    stop: kill,
+    close: async () => {
+      // The system reclaims everything the sessions held (host and GPU memory) when the process ends.
+      if (child.exitCode === null && child.signalCode === null) kill();
+      await exited;
+    },
+  };
+}
