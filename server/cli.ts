@@ -5,7 +5,7 @@ import type { SamplerName, SigmaSchedule } from '../nodes/index.js';
 import { NODE_DEFS, SAMPLER_NAMES, SIGMA_SCHEDULES } from '../nodes/index.js';
 import { NODES_API_VERSION } from '../nodes/protocol.js';
 import type { ParsedArgs } from './cli/args.js';
-import { checkFlags, flag, parseArgs } from './cli/args.js';
+import { checkFlags, flag, numberFlag, parseArgs } from './cli/args.js';
 import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
 import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
@@ -153,13 +153,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
   checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
-  const num = (name: string): number | undefined => {
-    const v = flag(args, name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
-    return n;
-  };
+  const num = (name: string): number | undefined => numberFlag(args, name);
   const server = await startServer({
     host: flag(args, 'host') ?? '127.0.0.1',
     port: num('port') ?? 8188,
