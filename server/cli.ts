@@ -11,7 +11,9 @@ import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './execution/executor.js';
+import { resolveMaxRunMemory } from './execution/run-memory-budget.js';
 import { validateGraph } from './engine/validate.js';
+import { ActivationStore } from './sd/activation-store.js';
 import { ModelManager } from './sd/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
@@ -21,7 +23,10 @@ import { ClipTokenizer } from './sd/tokenizer.js';
 /** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
 const COMMAND_USAGE: Record<string, string> = {
   run: `  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
-      validate and run a graph; prints the files it wrote
+      [--max-run-memory BYTES] [--data DIR]
+      validate and run a graph; prints the files it wrote. Like serve, refuses up front a graph whose estimated
+      peak memory exceeds --max-run-memory (default half the free RAM, or of the GPU's when the models run on one),
+      using the UNet activations serve or a worker measured into --data (default .fusegraph), if any
 `,
   validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
       check a graph and print every problem
@@ -82,7 +87,11 @@ async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['set', 'models', 'input', 'out']);
+  checkFlags(args, ['set', 'models', 'input', 'out', 'max-run-memory', 'data']);
+  // The same admission as serve's, before any model loads: the budget (serve's flag and default) and the UNet
+  // activations measured into the data folder by serve or a worker, read only (a one-off run measures nothing).
+  const maxRunMemory = resolveMaxRunMemory(numberFlag(args, 'max-run-memory'), { provider: 'auto', log: (m) => io.err.write(`${m}\n`) });
+  const activations = new ActivationStore(path.resolve(flag(args, 'data') ?? '.fusegraph'));
   const { graph, recorded } = await readGraphArg(args);
   const modelsRoot = flag(args, 'models') ?? 'models';
   const models = new ModelManager();
@@ -95,6 +104,7 @@ async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
       models,
       signal: controller.signal,
       onEvent: progressPrinter(io.err),
+      admission: { maxRunMemory, activations },
     });
     for (const m of result.models) {
       const skipped = m.fallbacks.map((f) => `${f.provider} unavailable: ${f.error.split('\n')[0]}`).join('; ');
