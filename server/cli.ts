@@ -5,14 +5,16 @@ import type { SamplerName, SigmaSchedule } from '../nodes/index.js';
 import { NODE_DEFS, SAMPLER_NAMES, SIGMA_SCHEDULES } from '../nodes/index.js';
 import { NODES_API_VERSION } from '../nodes/protocol.js';
 import type { ParsedArgs } from './cli/args.js';
-import { checkFlags, flag, parseArgs } from './cli/args.js';
+import { checkFlags, flag, numberFlag, parseArgs } from './cli/args.js';
 import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
 import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './execution/executor.js';
+import { resolveMaxRunMemory } from './execution/run-memory-budget.js';
 import { validateGraph } from './engine/validate.js';
 import { SESSION_ISOLATIONS, type SessionIsolation } from './runtime/session-channel.js';
+import { ActivationStore } from './sd/activation-store.js';
 import { ModelManager } from './sd/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
@@ -22,7 +24,10 @@ import { ClipTokenizer } from './sd/tokenizer.js';
 /** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
 const COMMAND_USAGE: Record<string, string> = {
   run: `  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
-      validate and run a graph; prints the files it wrote
+      [--max-run-memory BYTES] [--data DIR] [--session-isolation process|thread]
+      validate and run a graph; prints the files it wrote. Like serve, refuses up front a graph whose estimated
+      peak memory exceeds --max-run-memory (default half the free RAM, or of the GPU's when the models run on one),
+      using the UNet activations serve or a worker measured into --data (default .fusegraph), if any
 `,
   validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
       check a graph and print every problem
@@ -38,7 +43,8 @@ const COMMAND_USAGE: Record<string, string> = {
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
         [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
         [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--unload-idle SECONDS] [--data DIR]
-        [--threads N] [--session-isolation process|thread] [--test-hooks] [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
+        [--threads N] [--session-isolation process|thread] [--test-hooks]
+        [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
       start the editor and API server (--test-hooks: test-only step gate under /api/test, see docs/api.md);
       with --redis, runs execute on workers (docs/scale-out.md); rediss:// is TLS, --redis-ca a private CA to
       trust for it (or NODE_EXTRA_CA_CERTS); the queues' dashboard is at /admin/queues
@@ -84,10 +90,15 @@ async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['set', 'models', 'input', 'out']);
+  checkFlags(args, ['set', 'models', 'input', 'out', 'max-run-memory', 'data', 'session-isolation']);
+  // The same admission as serve's, before any model loads: the budget (serve's flag and default) and the UNet
+  // activations measured into the data folder by serve or a worker, read only (a one-off run measures nothing).
+  const maxRunMemory = resolveMaxRunMemory(numberFlag(args, 'max-run-memory'), { provider: 'auto', log: (m) => io.err.write(`${m}\n`) });
+  const activations = new ActivationStore(path.resolve(flag(args, 'data') ?? '.fusegraph'));
   const { graph, recorded } = await readGraphArg(args);
   const modelsRoot = flag(args, 'models') ?? 'models';
-  const models = new ModelManager();
+  const isolation = isolationFlag(args);
+  const models = new ModelManager(isolation ? { isolation } : {});
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
@@ -97,6 +108,7 @@ async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
       models,
       signal: controller.signal,
       onEvent: progressPrinter(io.err),
+      admission: { maxRunMemory, activations },
     });
     for (const m of result.models) {
       const skipped = m.fallbacks.map((f) => `${f.provider} unavailable: ${f.error.split('\n')[0]}`).join('; ');
@@ -155,13 +167,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
   checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'session-isolation', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
-  const num = (name: string): number | undefined => {
-    const v = flag(args, name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
-    return n;
-  };
+  const num = (name: string): number | undefined => numberFlag(args, name);
   const server = await startServer({
     host: flag(args, 'host') ?? '127.0.0.1',
     port: num('port') ?? 8188,

@@ -37,3 +37,12 @@ export function checkFlags(args: ParsedArgs, allowed: readonly string[]): void {
   const unknown = [...args.flags.keys()].filter((f) => !allowed.includes(f));
   if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.map((f) => `--${f}`).join(', ')}`);
 }
+
+/** A numeric flag's value (≥ 0), or undefined when it is absent; anything else names the flag in the error. */
+export function numberFlag(args: ParsedArgs, name: string): number | undefined {
+  const v = flag(args, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+  return n;
+}

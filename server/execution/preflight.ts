@@ -119,7 +119,7 @@ export async function preflightGraph(graph: Graph, options: PreflightOptions): P
       const measured = sampling >= decoding && [...unetModels].every((m) => m.memory.measuredUnet) ? ' (UNet activations as measured on the model)' : '';
       issues.push({
         node: largest.node, field: 'params.width', code: 'too_large',
-        message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak${measured}, more than the server's ` +
+        message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak${measured}, more than the ` +
           `per-run budget of ${formatBytes(options.maxRunMemory)} (--max-run-memory); use a smaller size or batch`,
         expected: `≤ ${formatBytes(options.maxRunMemory)}`, actual: formatBytes(need),
       });

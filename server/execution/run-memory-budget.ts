@@ -35,3 +35,13 @@ export function defaultMaxRunMemory(o: RunMemoryDefaultOptions): number {
     return ram;
   }
 }
+
+/**
+ * The per-run budget as `serve` and `fusegraph run` take it: the `--max-run-memory` given (it must be a positive number
+ * of bytes) or, when none is, defaultMaxRunMemory's.
+ */
+export function resolveMaxRunMemory(given: number | undefined, o: RunMemoryDefaultOptions): number {
+  const bytes = given ?? defaultMaxRunMemory(o);
+  if (!(Number.isFinite(bytes) && bytes > 0)) throw new Error(`maxRunMemory must be a positive number of bytes, got ${bytes}`);
+  return bytes;
+}

@@ -1,7 +1,7 @@
 import type { SessionIsolation } from '../runtime/session-channel.js';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultMaxRunMemory } from '../execution/run-memory-budget.js';
+import { resolveMaxRunMemory } from '../execution/run-memory-budget.js';
 import type { ProfilerEvent } from '../sd/activation-profiler.js';
 import { isLoopbackHost } from './auth.js';
 
@@ -112,8 +112,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   const unloadIdleMs = o.unloadIdleMs ?? 600_000;
   check(Number.isFinite(unloadIdleMs) && unloadIdleMs >= 0, `unloadIdleMs must be a non-negative number of ms, got ${unloadIdleMs}`);
   const log = o.log ?? defaultLog;
-  const maxRunMemory = o.maxRunMemory ?? defaultMaxRunMemory({ provider: 'auto', log });
-  check(Number.isFinite(maxRunMemory) && maxRunMemory > 0, `maxRunMemory must be a positive number of bytes, got ${maxRunMemory}`);
+  const maxRunMemory = resolveMaxRunMemory(o.maxRunMemory, { provider: 'auto', log });
   const maxQueuedPerClient = o.maxQueuedPerClient ?? 100;
   check(Number.isInteger(maxQueuedPerClient) && maxQueuedPerClient >= 1, `maxQueuedPerClient must be an integer ≥ 1, got ${maxQueuedPerClient}`);
   const keepRuns = o.keepRuns ?? 10_000;

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Graph } from '../../nodes/graph-format.js';
 import { NODE_DEFS, SAMPLER_NAMES } from '../../nodes/index.js';
+import { inspectModelFolder } from '../../server/sd/model-folder.js';
 import { readPngText } from '../../server/sd/png-meta.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
-import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph } from '../helpers/graphs.js';
+import { REPO_ROOT, TOKENIZER_FIXTURE, bundledGraph, txt2imgGraph } from '../helpers/graphs.js';
 import type { TinyWorkspace } from '../helpers/tiny-models.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
 
@@ -19,9 +20,9 @@ const NUMPY_SEED0_F32 = Buffer.from('k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnR
 /** NumPy: np.save(np.arange(24, dtype=np.float64).reshape(2,3,2,2) / 7) */
 const NUMPY_F64 = Buffer.from('k05VTVBZAQB2AHsnZGVzY3InOiAnPGY4JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDMsIDIsIDIpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAJIkSZIkScI/kiRJkiRJ0j/btm3btm3bP5IkSZIkSeI/t23btm3b5j/btm3btm3rPwAAAAAAAPA/kiRJkiRJ8j8lSZIkSZL0P7dt27Zt2/Y/SZIkSZIk+T/btm3btm37P27btm3btv0/AAAAAAAAAEBJkiRJkiQBQJIkSZIkSQJA27Zt27ZtA0AlSZIkSZIEQG7btm3btgVAt23btm3bBkAAAAAAAAAIQEmSJEmSJAlAkiRJkiRJCkA=', 'base64');
 
-async function cli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(args: string[], cwd: string, timeout = 0): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'bin', 'fusegraph.js'), ...args], { cwd, env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' } });
+    const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'bin', 'fusegraph.js'), ...args], { cwd, timeout, env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -38,6 +39,13 @@ function latentGraph(): Graph {
       save: { type: 'SaveLatent', params: { filename: 'x.npy' }, inputs: { latent: { node: 'noise', output: 'latent' } } },
     },
   };
+}
+
+/** txt2img on the committed demo model (pixel space: VAE factor 1), as test/server/admission.test.ts submits it. */
+function demoGraph(size: number): Graph {
+  const g = txt2imgGraph('demo/general', { steps: 2 });
+  g.nodes.noise!.params = { seed: 1, width: size, height: size, batch: 1 };
+  return g;
 }
 
 describe('fusegraph CLI', () => {
@@ -218,6 +226,103 @@ describe('fusegraph CLI', () => {
     assert.match(bad.stderr, /--sampler must be one of ddim, euler/);
   });
 
+  describe('run checks the memory budget before loading any model, as serve does', () => {
+    const demoModels = path.join(REPO_ROOT, 'models');
+    const writeGraph = async (name: string, size: number): Promise<string> => {
+      const file = path.join(ws.root, name);
+      await writeFile(file, JSON.stringify(demoGraph(size)));
+      return file;
+    };
+    /** Nothing ran: no model line, no node started, nothing written. */
+    const assertNothingRan = async (r: { stdout: string; stderr: string }, out: string): Promise<void> => {
+      assert.equal(r.stdout, '');
+      assert.doesNotMatch(r.stderr, /▶|UNet calls|done in/);
+      await assert.rejects(stat(out), { code: 'ENOENT' });
+    };
+
+    it('refuses a 4096×4096 demo graph under the default budget, naming node and field, without loading the model', async () => {
+      // About 96 GiB by the config-based estimate: over half the free memory of any machine these tests run on. The
+      // timeout only stops a run that was wrongly admitted.
+      const file = await writeGraph('huge.json', 4096);
+      const out = path.join(ws.root, 'out-huge');
+      const started = performance.now();
+      const r = await cli(['run', file, '--models', demoModels, '--out', out], ws.root, 60_000);
+      const ms = performance.now() - started;
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^error: 1 problem in the graph:\n {2}- node "noise", field "params\.width": this latent .* needs about 96\.0 GiB at its peak, more than the per-run budget of .* \(--max-run-memory\).*\[too_large\]\n$/);
+      assert.doesNotMatch(r.stderr, /as measured/);
+      await assertNothingRan(r, out);
+      assert.ok(ms < 15_000, `refused up front, took ${Math.round(ms)} ms`);
+
+      // --max-run-memory sets the budget the message names (serve's 2.0 GiB test figure).
+      const two = await cli(['run', file, '--models', demoModels, '--out', out, '--max-run-memory', String(2 * 2 ** 30)], ws.root, 60_000);
+      assert.equal(two.code, 1, two.stderr);
+      assert.match(two.stderr, /node "noise", field "params\.width": .*per-run budget of 2\.0 GiB \(--max-run-memory\).*\(expected ≤ 2\.0 GiB, got 96\.0 GiB\) \[too_large\]/);
+    });
+
+    it('runs a 32×32 demo graph under the default budget and refuses it under --max-run-memory 1000', async () => {
+      const file = await writeGraph('small.json', 32);
+      const out = path.join(ws.root, 'out-small');
+      const ok = await cli(['run', file, '--models', demoModels, '--out', out], ws.root);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual(await readdir(out), ['test_00001.png']);
+      assert.match(ok.stderr, /: 2 UNet calls/);
+
+      const tinyOut = path.join(ws.root, 'out-tiny-budget');
+      const tiny = await cli(['run', file, '--models', demoModels, '--out', tinyOut, '--max-run-memory', '1000'], ws.root);
+      assert.equal(tiny.code, 1, tiny.stderr);
+      assert.match(tiny.stderr, /node "noise", field "params\.width": .*per-run budget of 1 KiB \(--max-run-memory\).*\[too_large\]/);
+      await assertNothingRan(tiny, tinyOut);
+    });
+
+    it('rejects a bad --max-run-memory before reading the graph', async () => {
+      const file = path.join(ws.root, 'no-such-graph.json');
+      for (const [value, message] of [
+        ['lots', /^\nerror: --max-run-memory must be a non-negative number\n$/],
+        ['-5', /^\nerror: --max-run-memory must be a non-negative number\n$/],
+        ['0', /^\nerror: maxRunMemory must be a positive number of bytes, got 0\n$/],
+      ] as const) {
+        const r = await cli(['run', file, '--models', demoModels, '--out', path.join(ws.root, 'out-bad'), `--max-run-memory=${value}`], ws.root);
+        assert.equal(r.code, 1, value);
+        assert.match(r.stderr, message, value);
+      }
+      assert.equal((await cli(['run', file, '--max-run-memory'], ws.root)).stderr.trim(), 'error: --max-run-memory needs a value');
+    });
+
+    it('admits by the UNet activations stored in --data, reading them only', async () => {
+      // A store as serve's activation profiler writes it (server/sd/activation-store.ts), for the demo UNet file as it
+      // is now, with factors far above the config-based estimate: the 32×32 graph the default budget admits is refused.
+      const data = path.join(ws.root, 'data-measured');
+      await mkdir(data);
+      const unet = path.resolve((await inspectModelFolder(path.join(demoModels, 'demo', 'general'))).parts.unet);
+      const st = await stat(unet);
+      const sha256 = 'f'.repeat(64);
+      const store = {
+        version: 1,
+        unets: { [sha256]: { perPixel: 1e9, perPixelSquared: 1e6, points: [], measuredAt: new Date(0).toISOString() } },
+        files: { [unet]: { size: st.size, mtimeMs: st.mtimeMs, sha256 } },
+      };
+      const storeFile = path.join(data, 'unet-activations.json');
+      const text = `${JSON.stringify(store, null, 1)}\n`;
+      await writeFile(storeFile, text);
+
+      const file = await writeGraph('small.json', 32);
+      const out = path.join(ws.root, 'out-measured');
+      const r = await cli(['run', file, '--models', demoModels, '--out', out, '--data', data], ws.root, 60_000);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /node "noise", field "params\.width": .* at its peak \(UNet activations as measured on the model\), more than the per-run budget of .*\[too_large\]/);
+      await assertNothingRan(r, out);
+      assert.equal(await readFile(storeFile, 'utf8'), text, 'the store is read, not rewritten');
+      assert.deepEqual(await readdir(data), ['unet-activations.json']);
+
+      // A data folder without that measurement (here: none at all) leaves the config-based estimate, which admits it.
+      const none = path.join(ws.root, 'data-none');
+      const ok = await cli(['run', file, '--models', demoModels, '--out', out, '--data', none], ws.root);
+      assert.equal(ok.code, 0, ok.stderr);
+      await assert.rejects(stat(none), { code: 'ENOENT' }, 'a run creates no data folder');
+    });
+  });
+
   it('--help and -h print usage and exit 0, for the tool and for each command; a missing graph is one line', async () => {
     for (const args of [['--help'], ['-h'], ['help']]) {
       const r = await cli(args, ws.root);
@@ -232,6 +337,7 @@ describe('fusegraph CLI', () => {
       assert.match(r.stdout, new RegExp(`^usage: fusegraph ${command}\\b`));
       assert.doesNotMatch(r.stdout, /commands:/);
     }
+    assert.match((await cli(['run', '--help'], ws.root)).stdout, /\[--max-run-memory BYTES\] \[--data DIR\]/);
     const noArgs = await cli([], ws.root);
     assert.equal(noArgs.code, 2);
     const missing = await cli(['run', 'no-such-graph.json'], ws.root);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { freemem } from 'node:os';
 import { describe, it } from 'node:test';
-import { defaultMaxRunMemory } from '../../server/execution/run-memory-budget.js';
+import { defaultMaxRunMemory, resolveMaxRunMemory } from '../../server/execution/run-memory-budget.js';
 import { parseNvidiaSmiMemory, queryGpuMemory } from '../../server/runtime/gpu-memory.js';
 
 const MIB = 2 ** 20;
@@ -73,4 +73,19 @@ describe('the default --max-run-memory', () => {
       assert.match(logs[0]!, /half the free RAM instead, \d+(\.\d)? [KMG]iB$/);
     });
   }
+});
+
+describe('resolveMaxRunMemory (serve\'s and fusegraph run\'s --max-run-memory)', () => {
+  const cpu = { provider: 'cpu', log: () => undefined, nvidiaSmi: '/nonexistent/nvidia-smi' } as const;
+
+  it('takes a positive budget as given and defaults an absent one', () => {
+    assert.equal(resolveMaxRunMemory(1000, cpu), 1000);
+    assert.ok(Math.abs(resolveMaxRunMemory(undefined, cpu) - freemem() / 2) < 2 ** 30);
+  });
+
+  it('refuses zero, negative and non-finite budgets', () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => resolveMaxRunMemory(bad, cpu), /maxRunMemory must be a positive number of bytes/, String(bad));
+    }
+  });
 });
