@@ -7,13 +7,15 @@ import { REPO_ROOT, txt2imgGraph } from '../helpers/graphs.js';
 import { api, isTerminal, makeSandbox, serveProcess, WsClient, type Sandbox } from './helpers.js';
 
 /**
- * The server runs in its own process with its private memory capped at 1.5 GiB (RLIMIT_DATA: an allocation beyond it
- * fails at once, so the machine's OOM killer never gets involved and the test is as fast on a 2-core box as in CI).
- * Admission is told to let everything in (--max-run-memory 1 PiB), so the runs really try to allocate. At this limit
- * the 1024² UNet call fails midway (in an InstanceNormalization), after which a later call in the same session worker
- * crashed the process (SIGSEGV) before SessionHost replaced workers whose call ran out of memory.
+ * The server runs in its own process with its private memory capped at 1 GiB (RLIMIT_DATA: an allocation beyond it
+ * fails at once, so the machine's OOM killer never gets involved and the test is as fast on a 2-core box as in CI);
+ * its session processes inherit the same cap, each for itself. Admission is told to let everything in
+ * (--max-run-memory 1 PiB), so the runs really try to allocate. At this limit the 1024² UNet call fails midway (in an
+ * InstanceNormalization), after which a later call in the same session worker crashed it (SIGSEGV) before SessionHost
+ * replaced workers whose call ran out of memory. A 4096² decode computes, but its 192 MiB answer cannot be serialised
+ * back: with the sessions in a worker thread, onnxruntime-node's copy of such an output ended the whole server.
  */
-const LIMIT = 1.5 * 2 ** 30;
+const LIMIT = 2 ** 30;
 
 const demo = (width: number, batch = 1): Graph => {
   const g = txt2imgGraph('demo/general', { steps: 2 });
@@ -66,6 +68,16 @@ describe('a run that runs out of memory fails cleanly and the server lives (issu
     // ONNX Runtime's arena says the size it could not get; a bad_alloc elsewhere in it does not.
     assert.match(r.error!.message, /^out of memory at node "eps" \(PredictNoise\)( \(\d+(\.\d)? [MG]iB more could not be allocated\))?: /);
     assert.doesNotMatch(r.error!.message, /bfc_arena|onnxruntime/, 'ONNX Runtime internals stay in the server log');
+  });
+
+  it('a decode whose 192 MiB answer cannot be sent back (4096²) fails at Decode with "out of memory"', async () => {
+    const g = demo(4096);
+    for (const id of ['pos', 'neg', 'eps', 'sample']) delete g.nodes[id];
+    g.nodes.decode!.inputs = { model: { node: 'model', output: 'model' }, latent: { node: 'noise', output: 'latent' } };
+    const r = await run(g);
+    assert.equal(r.status, 'error');
+    assert.equal(r.error?.node, 'decode');
+    assert.match(r.error!.message, /^out of memory at node "decode" \(Decode\)/);
   });
 
   it('then a small run on the same server succeeds, twice (the UNet worker was replaced, not left broken)', async () => {
