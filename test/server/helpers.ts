@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before } from 'node:test';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
@@ -8,6 +8,7 @@ import { startServer, type RunningServer, type ServerOptions } from '../../serve
 import { REPO_ROOT, txt2imgGraph } from '../helpers/graphs.js';
 import { ErrorBodySchema, ServerFrameSchema } from '../../nodes/protocol.js';
 import { tinyWorkspace } from '../helpers/tiny-models.js';
+import { childProcesses, rssMiB } from '../../tools/proc.js';
 
 export const TINY_MODEL = 'tiny';
 
@@ -105,21 +106,10 @@ export async function serveProcess(
  * loaded model. Linux only (reads /proc).
  */
 export async function sessionProcesses(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const task of await readdir(`/proc/${pid}/task`)) {
-    const children = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
-    for (const child of children.split(/\s+/).filter(Boolean).map(Number)) {
-      const cmdline = await readFile(`/proc/${child}/cmdline`, 'utf8').catch(() => '');
-      if (cmdline.includes('session-worker.js')) found.push(child);
-    }
-  }
-  return found;
+  return (await childProcesses(pid)).filter((c) => c.cmdline.includes('session-worker.js')).map((c) => c.pid);
 }
 
-/** Resident memory of a process, MiB (Linux). */
-export async function rssMiB(pid: number): Promise<number> {
-  return Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
+export { rssMiB };
 
 /**
  * Resolves once process `pid` has exited (polled: it may be no child of this process, so no event says it). With

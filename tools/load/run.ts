@@ -7,11 +7,12 @@
  *   npm run load -- [--clients 20] [--runs 5] [--steps 20] [--idle 20] [--unload-idle 10]
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { childProcesses, rssMiB } from '../proc.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const arg = (name: string, fallback: number): number => {
@@ -43,10 +44,13 @@ function graph(seed: number): unknown {
   };
 }
 
-async function rssMiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+/** The server's RSS and its child processes' (one session process per loaded model; an activation probe), MiB. */
+async function memory(pid: number): Promise<{ server: number; children: number }> {
+  let children = 0;
+  for (const c of await childProcesses(pid)) children += await rssMiB(c.pid).catch(() => 0);
+  return { server: await rssMiB(pid), children };
 }
+const mib = (m: { server: number; children: number }): string => `${m.server.toFixed(0)} + ${m.children.toFixed(0)}`;
 
 /** Problems in one run's frame sequence: what a client must see, in the documented order. */
 function orderProblems(frames: readonly Frame[]): string[] {
@@ -85,7 +89,7 @@ try {
     });
     child.once('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
   });
-  const rssStart = await rssMiB(child.pid!);
+  const rssStart = await memory(child.pid!);
   console.log(`server ${base} (pid ${child.pid}), ${CLIENTS} clients × ${RUNS} runs, demo/general 32×32, ${STEPS} steps`);
 
   const durations: number[] = [];
@@ -131,9 +135,9 @@ try {
     ws.close();
   }));
   const wallS = (performance.now() - t0) / 1000;
-  const rssAfter = await rssMiB(child.pid!);
+  const rssAfter = await memory(child.pid!);
   await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1000));
-  const rssIdle = await rssMiB(child.pid!);
+  const rssIdle = await memory(child.pid!);
   const listing = (await (await fetch(`${base}/api/models`)).json()) as { models: { loaded: boolean }[] };
   const loadedIdle = listing.models.filter((m) => m.loaded).length;
 
@@ -142,7 +146,10 @@ try {
   console.log(`time to done: p50 ${(pct(durations, 50) / 1000).toFixed(2)} s, p95 ${(pct(durations, 95) / 1000).toFixed(2)} s (runs execute one at a time; the queue wait dominates)`);
   console.log(`lost or misordered events: ${problems.length}`);
   for (const p of problems.slice(0, 10)) console.log(`  ${p}`);
-  console.log(`server RSS: ${rssStart.toFixed(0)} MiB at start, ${rssAfter.toFixed(0)} MiB after the runs, ${rssIdle.toFixed(0)} MiB after ${IDLE_S} s idle (${loadedIdle} model(s) loaded then; --unload-idle ${UNLOAD_IDLE_S} s)`);
+  console.log(
+    `RSS, server + its child processes (session processes, activation probe): ${mib(rssStart)} MiB at start, ${mib(rssAfter)} MiB ` +
+      `after the runs, ${mib(rssIdle)} MiB after ${IDLE_S} s idle (${loadedIdle} model(s) loaded then; --unload-idle ${UNLOAD_IDLE_S} s)`,
+  );
   process.exitCode = problems.length || durations.length !== total ? 1 : 0;
 } finally {
   child.kill('SIGTERM');
