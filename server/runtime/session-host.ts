@@ -218,6 +218,7 @@ export class SessionHost {
     this.closed = true;
     const conn = this.conn;
     if (!conn.dead) await this.send(conn, { op: 'close' }, [], undefined).catch(() => undefined);
+    conn.dead ??= new SessionError('the model was released: its sessions are closed');
     await conn.channel.close();
   }
 }
