@@ -117,8 +117,9 @@ function processChannel(on: ChannelEvents): SessionChannel {
   child.on('message', (res: WorkerResponse) => on.message(res));
   // A failed send (the process already gone) is reported by the exit below.
   child.on('error', () => undefined);
+  // 'close', not 'exit': it comes once the error output is read to its end, whose last lines say why it ended.
   const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
       // Nobody here sends a SIGKILL but `kill` below: another one is the kernel's OOM killer, which the process
       // invites (oom_score_adj 1000 in session-worker.js) so that the server is spared.
       const how = signal === 'SIGKILL' && !killed
