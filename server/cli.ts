@@ -249,7 +249,7 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(caFile !== undefined ? { redisCa: caFile } : {}),
     ...(grace !== undefined ? { residentGraceMs: Number(grace) } : {}),
     ...(unloadIdle !== undefined ? { unloadIdleMs: Number(unloadIdle) * 1000 } : {}),
-    maxRunMemory: int('max-run-memory'),
+    maxRunMemory: numberFlag(args, 'max-run-memory'),
     dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
   });
   if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');

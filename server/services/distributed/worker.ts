@@ -9,7 +9,7 @@ import type { Graph } from '../../../nodes/graph-format.js';
 import { redactPaths } from '../../engine/redact.js';
 import { RunCancelledError } from '../../engine/errors.js';
 import { executeGraph, type ExecuteOptions } from '../../execution/executor.js';
-import { defaultMaxRunMemory } from '../../execution/run-memory-budget.js';
+import { resolveMaxRunMemory } from '../../execution/run-memory-budget.js';
 import { StepGate, type GateState } from '../../engine/step-gate.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
@@ -147,7 +147,7 @@ export class FuseGraphWorker {
       onReleased: () => this.beat(), // the registry's resident list steers runs (see Grace); keep it true
     });
     this.admission = {
-      maxRunMemory: opts.maxRunMemory ?? defaultMaxRunMemory({ provider: opts.provider ?? 'auto', log: this.log }),
+      maxRunMemory: resolveMaxRunMemory(opts.maxRunMemory, { provider: opts.provider ?? 'auto', log: this.log }),
       ...(this.residency.activations ? { activations: this.residency.activations } : {}),
     };
     this.gate = opts.testHooks ? new StepGate((s) => this.reportGate(s)) : undefined;
