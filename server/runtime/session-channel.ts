@@ -42,6 +42,8 @@ export interface SessionChannel {
   stop(): void;
   /** Ends the worker after closing its sessions; resolves once it has exited. */
   close(): Promise<void>;
+  /** Resolves once the worker has exited, however it ended. */
+  readonly exited: Promise<void>;
 }
 
 /**
@@ -51,7 +53,7 @@ export interface SessionChannel {
  */
 const gpuLock = new Int32Array(new SharedArrayBuffer(4));
 
-/** Request id of the close message that ends a stopped worker thread. */
+/** Request id of the close message that ends a stopped worker thread (no caller waits for its answer). */
 const STOP_ID = 0;
 
 export function openChannel(isolation: SessionIsolation, on: ChannelEvents): SessionChannel {
@@ -63,8 +65,7 @@ function threadChannel(on: ChannelEvents): SessionChannel {
   const threadId = worker.threadId;
   worker.unref();
   worker.on('message', (res: WorkerResponse) => {
-    if (res.id === STOP_ID) void worker.terminate();
-    else on.message(res);
+    if (res.id !== STOP_ID) on.message(res);
   });
   let error = '';
   worker.on('error', (err: Error) => (error = err.message));
@@ -82,6 +83,7 @@ function threadChannel(on: ChannelEvents): SessionChannel {
     get alive() {
       return alive;
     },
+    exited,
     post: (req, transfer) => worker.postMessage(req, transfer),
     ref: () => worker.ref(),
     unref: () => worker.unref(),
@@ -89,9 +91,10 @@ function threadChannel(on: ChannelEvents): SessionChannel {
       worker.ref(); // a process that exited while the thread is still inside session.run() would abort
       worker.postMessage({ op: 'close', id: STOP_ID } satisfies WorkerRequest);
     },
-    close: async () => {
-      await worker.terminate();
-      await exited;
+    // The worker ends by itself once it has closed its sessions (session-worker.js): SessionHost.close() asked it to.
+    close: () => {
+      worker.ref(); // until its exit is heard
+      return exited;
     },
   };
 }
@@ -139,6 +142,7 @@ function processChannel(on: ChannelEvents): SessionChannel {
     get alive() {
       return child.connected;
     },
+    exited,
     post: (req) => {
       if (child.connected) child.send(req);
     },

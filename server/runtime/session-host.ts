@@ -62,6 +62,8 @@ export class SessionHost {
   private openRequest: DistributiveOmit<WorkerRequest, 'id'> | null = null;
   private reopening: Promise<unknown> | null = null;
   private closed = false;
+  /** Retired workers not yet exited: close() waits for them (a process that exits while a thread computes aborts). */
+  private readonly ending = new Set<Promise<void>>();
 
   constructor(private readonly isolation: SessionIsolation = 'process') {
     this.conn = this.spawn();
@@ -145,6 +147,9 @@ export class SessionHost {
   /** Ends a retired worker (see SessionChannel.stop). */
   private end(conn: Connection): void {
     conn.dead = new SessionCallAborted();
+    const exited = conn.channel.exited;
+    this.ending.add(exited);
+    void exited.then(() => this.ending.delete(exited));
     conn.channel.stop();
   }
 
@@ -207,18 +212,21 @@ export class SessionHost {
     signal?: AbortSignal,
   ): Promise<Record<string, WireTensor>> {
     const conn = await this.connection();
+    // A call cancelled before it is sent sends nothing: its kept inputs must not count as sent.
+    if (signal?.aborted) throw new SessionCallAborted();
     // Kept inputs take their wire form only now, for the worker that will run the call (a new one knows none).
     const wire: Record<string, Feed> = {};
     for (const [name, feed] of Object.entries(feeds)) wire[name] = feed instanceof KeptInput ? this.keptFeed(feed) : feed;
     return this.send(conn, { op: 'run', part, feeds: wire, fetch }, transfer, signal) as Promise<Record<string, WireTensor>>;
   }
 
+  /** Closes the sessions; resolves once every worker of this model has exited (a retired thread after its call). */
   async close(): Promise<void> {
-    // A retired worker still computing ends on its own once its call returns.
     this.closed = true;
     const conn = this.conn;
     if (!conn.dead) await this.send(conn, { op: 'close' }, [], undefined).catch(() => undefined);
     conn.dead ??= new SessionError('the model was released: its sessions are closed');
     await conn.channel.close();
+    await Promise.all(this.ending);
   }
 }

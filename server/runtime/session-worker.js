@@ -270,7 +270,7 @@ async function handle(req) {
 /**
  * The way back to SessionHost: the thread's port, or in a session process (session-channel.ts) its IPC channel,
  * where tensors are copied (structured clone through a pipe) rather than moved.
- * @type {{ on(event: 'message', fn: (req: WorkerRequest) => void): unknown; postMessage(res: WorkerResponse, transfer: ArrayBuffer[]): void }}
+ * @type {{ on(event: 'message', fn: (req: WorkerRequest) => void): unknown; postMessage(res: WorkerResponse, transfer: ArrayBuffer[]): void; close(): void }}
  */
 const port = parentPort ?? processPort();
 
@@ -290,6 +290,8 @@ function processPort() {
     on: (event, fn) => process.on(event, fn),
     /** @param {WorkerResponse} res */
     postMessage: (res) => void send(res, undefined, undefined, () => undefined),
+    // The server kills a session process once it has closed its sessions (session-channel.ts).
+    close: () => undefined,
   };
 }
 
@@ -317,6 +319,10 @@ port.on('message', (/** @type {WorkerRequest} */ req) => {
           fail(req.id, /** @type {Error} */ (err));
         }
       }
+      // Sessions closed: a worker thread ends on its own once its port is closed. Terminated from outside instead, it
+      // could be stopped inside a native finalizer, which aborts the whole process ("terminate called after throwing
+      // an instance of 'Napi::Error'").
+      if (req.op === 'close') port.close();
     },
     (/** @type {Error & { file?: string }} */ err) => fail(req.id, err),
   );
