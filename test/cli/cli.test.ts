@@ -4,6 +4,7 @@ import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import type { Graph } from '../../nodes/graph-format.js';
 import { NODE_DEFS, SAMPLER_NAMES } from '../../nodes/index.js';
 import { inspectModelFolder } from '../../server/sd/model-folder.js';
@@ -273,6 +274,24 @@ describe('fusegraph CLI', () => {
       assert.equal(tiny.code, 1, tiny.stderr);
       assert.match(tiny.stderr, /node "noise", field "params\.width": .*per-run budget of 1 KiB \(--max-run-memory\).*\[too_large\]/);
       await assertNothingRan(tiny, tinyOut);
+    });
+
+    it('--session-isolation thread writes the same image as the default session process; a bad value is refused', async () => {
+      const file = await writeGraph('isolation.json', 32);
+      const images: Buffer[] = [];
+      for (const isolation of ['process', 'thread']) {
+        const out = path.join(ws.root, `out-${isolation}`);
+        const r = await cli(['run', file, '--models', demoModels, '--out', out, '--session-isolation', isolation], ws.root);
+        assert.equal(r.code, 0, r.stderr);
+        // The pixels: the PNG's text chunks carry this run's own record (times).
+        images.push(await sharp(path.join(out, 'test_00001.png')).raw().toBuffer());
+      }
+      assert.ok(images[0]!.equals(images[1]!), 'the same pixels');
+      for (const command of ['run', 'serve']) {
+        const bad = await cli([command, file, '--session-isolation', 'fork'], ws.root);
+        assert.equal(bad.code, 1);
+        assert.match(bad.stderr, /--session-isolation must be one of process, thread/);
+      }
     });
 
     it('rejects a bad --max-run-memory before reading the graph', async () => {
