@@ -5,6 +5,8 @@ import { getNodeDef } from '../../nodes/index.js';
 import { implementationOf } from '../impls/index.js';
 import type { RunContext, StepContext } from '../impls/types.js';
 import type { ModelManager } from '../sd/model-manager.js';
+import { collectGarbage } from '../runtime/garbage.js';
+import { outOfMemory } from '../runtime/out-of-memory.js';
 import type { ProviderChoice } from '../runtime/providers.js';
 import type { SdModel } from '../sd/sd-model.js';
 import type { NodeCache } from '../engine/cache.js';
@@ -34,6 +36,16 @@ export interface ExecuteOptions {
  * a DDIMStep loop calls at each timestep, memoised per step, so a branch that a switch does not take costs nothing.
  */
 export async function executeGraph(input: Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
+  try {
+    return await execute(input, options);
+  } catch (err) {
+    // The failed run's tensors are unreachable once execute() has returned: free them before the next run needs the memory.
+    if (outOfMemory(err)) collectGarbage();
+    throw err;
+  }
+}
+
+async function execute(input: Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
   const started = performance.now();
   const checked = validateGraph(input);
   if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);

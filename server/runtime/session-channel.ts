@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { WorkerRequest, WorkerResponse } from './wire.js';
+import type { OutputSlice, SlicedTensor, TensorType, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
 /**
  * Where a model's ONNX Runtime sessions live (see session-worker.js):
@@ -99,8 +99,65 @@ function threadChannel(on: ChannelEvents): SessionChannel {
   };
 }
 
-/** The end of a crashed session process's error output kept to say why it ended. */
-const STDERR_TAIL = 4096;
+const ARRAY_OF: Readonly<Record<TensorType, new (buffer: ArrayBuffer) => WireTensor['data']>> = {
+  float32: Float32Array, float16: Uint16Array, int32: Int32Array, int64: BigInt64Array,
+};
+
+/**
+ * Puts a session process's sliced outputs back together (see `inSlices` in session-worker.js): each one is allocated
+ * here, whole, when its first slice comes; if that fails, the answer becomes the allocation's out-of-memory error and
+ * the server lives. Returns the answer once it is complete, else null.
+ */
+function joiner(): (m: WorkerResponse | OutputSlice) => WorkerResponse | null {
+  const pending = new Map<number, { error: string | null; outputs: Map<string, Uint8Array> }>();
+  return (m) => {
+    if ('slice' in m) {
+      let answer = pending.get(m.id);
+      if (!answer) pending.set(m.id, (answer = { error: null, outputs: new Map() }));
+      if (answer.error !== null) return null;
+      let bytes = answer.outputs.get(m.slice);
+      if (!bytes) {
+        try {
+          bytes = new Uint8Array(m.total);
+        } catch (err) {
+          answer.error = (err as Error).message;
+          answer.outputs.clear();
+          return null;
+        }
+        answer.outputs.set(m.slice, bytes);
+      }
+      bytes.set(m.bytes, m.at);
+      return null;
+    }
+    const answer = pending.get(m.id);
+    if (!answer) return m;
+    pending.delete(m.id);
+    if (answer.error !== null) return { id: m.id, ok: false, error: answer.error };
+    if (!m.ok) return m;
+    const result: Record<string, unknown> = { ...(m.result as Record<string, unknown>) };
+    for (const [name, bytes] of answer.outputs) {
+      const t = result[name] as SlicedTensor;
+      result[name] = { type: t.type, dims: t.dims, data: new ARRAY_OF[t.type](bytes.buffer as ArrayBuffer) } satisfies WireTensor;
+    }
+    return { ...m, result };
+  };
+}
+
+/** The end of a crashed session process's error output kept to say why it ended (V8's report of a fatal error, whose
+ * native stack trace alone takes a few KiB, fits). */
+const STDERR_TAIL = 16 * 1024;
+
+/**
+ * What a session process said last, for the error of the calls it took with it: V8's `FATAL ERROR` line when it
+ * wrote one (its out-of-memory reports are recognised by out-of-memory.ts), else its last three lines, without the
+ * native stack frames, GC traces and banners that follow such a report.
+ */
+function lastWords(tail: string): string {
+  const noise = /^\s*\d+: 0x[0-9a-f]+|^<---.*--->$|^----- .* -----$|^\[\d+:0x[0-9a-f]+\]/;
+  const lines = tail.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !noise.test(l));
+  const fatal = lines.filter((l) => l.startsWith('FATAL ERROR:')).at(-1);
+  return fatal ?? lines.slice(-3).join(' | ');
+}
 
 function processChannel(on: ChannelEvents): SessionChannel {
   // Plain JavaScript: no TypeScript loader (the server's own execArgv) is needed, and none slows the start.
@@ -117,7 +174,11 @@ function processChannel(on: ChannelEvents): SessionChannel {
     (child.stderr as unknown as { unref?: () => void }).unref?.();
   };
   unref();
-  child.on('message', (res: WorkerResponse) => on.message(res));
+  const join = joiner();
+  child.on('message', (m: WorkerResponse | OutputSlice) => {
+    const res = join(m);
+    if (res) on.message(res);
+  });
   // A failed send (the process already gone) is reported by the exit below.
   child.on('error', () => undefined);
   // 'close', not 'exit': it comes once the error output is read to its end, whose last lines say why it ended.
@@ -128,7 +189,7 @@ function processChannel(on: ChannelEvents): SessionChannel {
       const how = signal === 'SIGKILL' && !killed
         ? 'ran out of memory (ended by SIGKILL, most likely by the system\'s OOM killer)'
         : signal ? `was ended by ${signal}` : `exited (code ${code})`;
-      const said = tail.trim().split('\n').filter((l) => l.trim() !== '').slice(-3).join(' | ');
+      const said = lastWords(tail);
       on.exit(`session process ${how}${said ? `: ${said}` : ''}`);
       resolve();
     }),

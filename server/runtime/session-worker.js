@@ -289,10 +289,42 @@ function processPort() {
     /** @param {'message'} event @param {(req: WorkerRequest) => void} fn */
     on: (event, fn) => process.on(event, fn),
     /** @param {WorkerResponse} res */
-    postMessage: (res) => void send(res, undefined, undefined, () => undefined),
+    postMessage: (res) => {
+      for (const message of inSlices(res)) send(message, undefined, undefined, () => undefined);
+    },
     // The server kills a session process once it has closed its sessions (session-channel.ts).
     close: () => undefined,
   };
+}
+
+/**
+ * Outputs larger than this leave a session process in slices of this size. The server's side of the pipe (Node's
+ * IPC) allocates each message whole, and a failed allocation there is an uncaught error that ends the server; with
+ * slices, the one large allocation is the server's own, which fails as a catchable out-of-memory (session-channel.ts).
+ */
+const SLICE_BYTES = 1 << 20;
+
+/**
+ * The messages that carry `res` through a process's IPC channel: its large outputs as OutputSlices (copies of their
+ * part, since a view would carry its whole buffer), then the answer with those outputs as SlicedTensors.
+ * @param {WorkerResponse} res
+ * @returns {Generator<WorkerResponse | import('./wire.js').OutputSlice>}
+ */
+function* inSlices(res) {
+  if (!res.ok || res.result === null || typeof res.result !== 'object') return yield res;
+  const result = /** @type {Record<string, unknown>} */ ({ ...res.result });
+  let sliced = false;
+  for (const [name, value] of Object.entries(result)) {
+    const t = /** @type {Partial<WireTensor>} */ (value);
+    if (!ArrayBuffer.isView(t?.data) || t.data.byteLength <= SLICE_BYTES) continue;
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    for (let at = 0; at < bytes.byteLength; at += SLICE_BYTES) {
+      yield { id: res.id, slice: name, at, total: bytes.byteLength, bytes: bytes.slice(at, at + SLICE_BYTES) };
+    }
+    result[name] = { type: t.type, dims: t.dims, sliced: bytes.byteLength };
+    sliced = true;
+  }
+  yield sliced ? { ...res, result } : res;
 }
 
 /**

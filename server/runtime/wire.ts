@@ -55,6 +55,25 @@ export interface OpenResult {
   readonly keepsOnDevice: boolean;
 }
 
+/**
+ * A slice of one large output, sent by a session process ahead of its answer (session-channel.ts): the answer then
+ * carries that output as a `SlicedTensor`.
+ */
+export interface OutputSlice {
+  readonly id: number;
+  readonly slice: string;
+  readonly at: number;
+  readonly total: number;
+  readonly bytes: Uint8Array;
+}
+
+/** An output whose bytes came in OutputSlices. */
+export interface SlicedTensor {
+  readonly type: TensorType;
+  readonly dims: readonly number[];
+  readonly sliced: number;
+}
+
 export type WorkerResponse =
   | { readonly id: number; readonly ok: true; readonly result: unknown }
   | { readonly id: number; readonly ok: false; readonly error: string; readonly file?: string };

@@ -1,4 +1,5 @@
 import { NodeCache } from '../engine/cache.js';
+import { collectGarbage } from '../runtime/garbage.js';
 import type { SessionIsolation } from '../runtime/session-channel.js';
 import { ActivationProfiler, type ProfilerEvent } from '../sd/activation-profiler.js';
 import { ActivationStore } from '../sd/activation-store.js';
@@ -52,6 +53,8 @@ export function modelResidency(o: ModelResidencyOptions): ModelResidency {
   const idle = new IdleRelease(o.unloadIdleMs, async () => {
     cache.clear();
     const released = await models.releaseIdle();
+    // The cache's and the last runs' tensors are garbage now: collected at once, not whenever V8 next needs heap.
+    collectGarbage();
     if (!released) return;
     o.log(`idle for ${o.unloadIdleMs / 1000} s: released ${released} model(s) and the node cache (--unload-idle)`);
     await o.onReleased?.();
