@@ -40,7 +40,10 @@ export interface SessionChannel {
    * call it is computing returns.
    */
   stop(): void;
-  /** Ends the worker after closing its sessions; resolves once it has exited. */
+  /**
+   * Ends the worker once SessionHost has had it close its sessions (a thread then ends by itself, a process is
+   * killed); resolves once it has exited.
+   */
   close(): Promise<void>;
   /** Resolves once the worker has exited, however it ended. */
   readonly exited: Promise<void>;
@@ -73,7 +76,7 @@ function threadChannel(on: ChannelEvents): SessionChannel {
   const exited = new Promise<void>((resolve) =>
     worker.once('exit', (code) => {
       alive = false;
-      // A worker that ends while holding the WebGPU lock (terminated mid-call) must not block the others forever.
+      // A worker that dies while holding the WebGPU lock (an uncaught error mid-call) must not block the others forever.
       if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
       on.exit(`session worker exited (code ${code})${error ? `: ${error}` : ''}`);
       resolve();

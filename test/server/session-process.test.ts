@@ -44,35 +44,33 @@ describe('session processes: a model process that dies never takes the server wi
     await ws.waitFor(isTerminal(runId), 120_000, `the end of run ${runId}`);
     return (await api<RunBody>(server.url, `/api/runs/${runId}`)).body;
   };
-  /** Starts a 3-step run and resolves with its session process once its first UNet call is under way. */
-  const insideFirstCall = async (): Promise<{ runId: string; pid: number }> => {
+  /**
+   * Starts a 3-step run, sends `signal` to its session process once its first UNet call is under way, and resolves with
+   * that process and the run's end, which must be an error at the PredictNoise node.
+   */
+  const killInsideFirstCall = async (signal: NodeJS.Signals): Promise<{ pid: number; message: string }> => {
     const { passed } = await gate(server.url, { hold: true, release_steps: 1 });
     const runId = await submit(slow(512, 3));
     await gateWait(server.url, { passed: passed + 1 });
     const pids = await sessionProcesses(process.pid);
     assert.equal(pids.length, 1, 'one model, one session process');
-    return { runId, pid: pids[0]! };
-  };
-
-  it('killed inside a UNet call as the OOM killer does (SIGKILL): the run fails at PredictNoise with "out of memory"', async () => {
-    const { runId, pid } = await insideFirstCall();
-    process.kill(pid, 'SIGKILL');
+    process.kill(pids[0]!, signal);
     const r = await finish(runId);
     await gate(server.url, { hold: false });
     assert.equal(r.status, 'error');
     assert.equal(r.error?.node, 'eps');
-    assert.match(r.error!.message, /^out of memory at node "eps" \(PredictNoise\): /);
+    return { pid: pids[0]!, message: r.error!.message };
+  };
+
+  it('killed inside a UNet call as the OOM killer does (SIGKILL): the run fails at PredictNoise with "out of memory"', async () => {
+    const { pid, message } = await killInsideFirstCall('SIGKILL');
+    assert.match(message, /^out of memory at node "eps" \(PredictNoise\): /);
     await processGone(pid);
   });
 
   it('crashed inside a call (SIGSEGV): the run fails at its node naming the signal; the next run gets a new process', async () => {
-    const { runId, pid } = await insideFirstCall();
-    process.kill(pid, 'SIGSEGV');
-    const r = await finish(runId);
-    await gate(server.url, { hold: false });
-    assert.equal(r.status, 'error');
-    assert.equal(r.error?.node, 'eps');
-    assert.match(r.error!.message, /session process was ended by SIGSEGV/);
+    const { pid, message } = await killInsideFirstCall('SIGSEGV');
+    assert.match(message, /session process was ended by SIGSEGV/);
     assert.equal((await finish(await submit(slow(32, 2)))).status, 'done');
     const now = await sessionProcesses(process.pid);
     assert.equal(now.length, 1);

@@ -1,4 +1,3 @@
-import type { SessionIsolation } from '../../runtime/session-channel.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,6 +11,7 @@ import { executeGraph, type ExecuteOptions } from '../../execution/executor.js';
 import { resolveMaxRunMemory } from '../../execution/run-memory-budget.js';
 import { StepGate, type GateState } from '../../engine/step-gate.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
+import type { SessionIsolation } from '../../runtime/session-channel.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
 import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
