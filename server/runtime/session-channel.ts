@@ -171,10 +171,19 @@ function processChannel(on: ChannelEvents): SessionChannel {
     tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL);
   });
   let killed = false;
+  // The process, its IPC channel and its error output each hold the server's event loop apart: 'close' (below) needs
+  // all three to end, so whoever waits for it refs all three. Had one stayed unref'd, the loop could end in the
+  // iteration that reaps the process, before the pipe's end is read, leaving a close() forever pending (seen in CI).
+  const stderr = child.stderr as unknown as { ref(): void; unref(): void };
+  const ref = (): void => {
+    child.ref();
+    child.channel?.ref();
+    stderr.ref();
+  };
   const unref = (): void => {
     child.unref();
     child.channel?.unref();
-    (child.stderr as unknown as { unref?: () => void }).unref?.();
+    stderr.unref();
   };
   unref();
   const join = joiner();
@@ -199,7 +208,7 @@ function processChannel(on: ChannelEvents): SessionChannel {
   );
   const kill = (): void => {
     killed = true;
-    child.ref(); // until its exit is heard
+    ref(); // until its exit is heard
     child.kill('SIGKILL');
   };
   return {
@@ -210,15 +219,13 @@ function processChannel(on: ChannelEvents): SessionChannel {
     post: (req) => {
       if (child.connected) child.send(req);
     },
-    ref: () => {
-      child.ref();
-      child.channel?.ref();
-    },
+    ref,
     unref,
     stop: kill,
     close: async () => {
       // The system reclaims everything the sessions held (host and GPU memory) when the process ends.
       if (child.exitCode === null && child.signalCode === null) kill();
+      else ref(); // it ended by itself: its pipes may still be open
       await exited;
     },
   };
