@@ -172,8 +172,8 @@ function processChannel(on: ChannelEvents): SessionChannel {
   });
   let killed = false;
   // The process, its IPC channel and its error output each hold the server's event loop apart: 'close' (below) needs
-  // all three to end, so whoever waits for it refs all three. Had one stayed unref'd, the loop could end in the
-  // iteration that reaps the process, before the pipe's end is read, leaving a close() forever pending (seen in CI).
+  // all three to end, so whoever waits for it refs all three: held by the process alone, nothing holds the loop
+  // between the process being reaped and its pipes' ends being read, and a close() can be left pending forever.
   const stderr = child.stderr as unknown as { ref(): void; unref(): void };
   const ref = (): void => {
     child.ref();

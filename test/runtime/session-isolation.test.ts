@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SESSION_ISOLATIONS } from '../../server/runtime/session-channel.js';
+import { openChannel, SESSION_ISOLATIONS } from '../../server/runtime/session-channel.js';
 import { SessionCallAborted } from '../../server/runtime/session-host.js';
 import { ModelManager } from '../../server/sd/model-manager.js';
 import type { SdModel, Tensor32 } from '../../server/sd/sd-model.js';
@@ -61,5 +61,40 @@ describe('session isolation: process and thread', () => {
     const [a, b] = SESSION_ISOLATIONS.map((i) => outputs.get(i));
     assert.ok(a && b);
     assert.deepEqual(b, a);
+  });
+});
+
+/**
+ * A session process ends in three parts — the process, its IPC channel, its error output — and its end ('close')
+ * comes only when all three have. Whoever waits must hold the event loop by all three: held by the process alone,
+ * nothing holds the loop between the process being reaped and its pipes' ends being read (the likely cause of a CI
+ * run whose test file ended with the server's close() still pending).
+ */
+describe('session process and the event loop', () => {
+  /** What holds the event loop: [pipes, processes]. */
+  const holding = (): [number, number] => {
+    const held = process.getActiveResourcesInfo();
+    return [held.filter((r) => r === 'PipeWrap').length, held.filter((r) => r === 'ProcessWrap').length];
+  };
+  const plus = ([pipes, processes]: [number, number]): [number, number] => [pipes + 2, processes + 1];
+
+  it('is not held by an idle session process, and is held by all of it while a call waits and until it has ended', async () => {
+    const base = holding();
+    let why = '';
+    const channel = openChannel('process', { message: () => undefined, exit: (w) => (why = w) });
+    try {
+      assert.deepEqual(holding(), base, 'an idle server can exit');
+      channel.ref();
+      assert.deepEqual(holding(), plus(base), 'a waiting call holds the process, its channel and its error output');
+      channel.unref();
+      assert.deepEqual(holding(), base);
+      const closed = channel.close();
+      assert.deepEqual(holding(), plus(base), 'closing holds all three until each has ended');
+      await closed;
+      assert.match(why, /^session process was ended by SIGKILL/);
+      assert.equal(channel.alive, false);
+    } finally {
+      await channel.close();
+    }
   });
 });
