@@ -220,19 +220,12 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
   const provider = flag(args, 'provider') ?? 'auto';
   if (!(PROVIDERS as readonly string[]).includes(provider)) throw new Error(`--provider must be one of ${PROVIDERS.join(', ')}`);
-  const int = (name: string): number | undefined => {
-    const v = flag(args, name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
-    return n;
-  };
+  const int = (name: string): number | undefined => numberFlag(args, name, 'positive integer');
   const name = flag(args, 'name');
   const out = flag(args, 'out');
   const caFile = flag(args, 'redis-ca');
-  const grace = flag(args, 'resident-grace-ms');
-  const unloadIdle = flag(args, 'unload-idle');
-  if (unloadIdle !== undefined && !(Number(unloadIdle) >= 0)) throw new Error('--unload-idle must be a number of seconds ≥ 0');
+  const grace = numberFlag(args, 'resident-grace-ms');
+  const unloadIdle = numberFlag(args, 'unload-idle');
   const worker = await FuseGraphWorker.start({
     redisUrl: redis,
     modelsRoot: path.resolve(flag(args, 'models') ?? 'models'),
@@ -247,8 +240,8 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(name !== undefined ? { name } : {}),
     ...(out !== undefined ? { outputRoot: out } : {}),
     ...(caFile !== undefined ? { redisCa: caFile } : {}),
-    ...(grace !== undefined ? { residentGraceMs: Number(grace) } : {}),
-    ...(unloadIdle !== undefined ? { unloadIdleMs: Number(unloadIdle) * 1000 } : {}),
+    ...(grace !== undefined ? { residentGraceMs: grace } : {}),
+    ...(unloadIdle !== undefined ? { unloadIdleMs: unloadIdle * 1000 } : {}),
     maxRunMemory: numberFlag(args, 'max-run-memory'),
     dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
   });

@@ -38,11 +38,19 @@ export function checkFlags(args: ParsedArgs, allowed: readonly string[]): void {
   if (unknown.length) throw new Error(`unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.map((f) => `--${f}`).join(', ')}`);
 }
 
-/** A numeric flag's value (≥ 0), or undefined when it is absent; anything else names the flag in the error. */
-export function numberFlag(args: ParsedArgs, name: string): number | undefined {
+/** What a numeric flag accepts. */
+export type NumberRule = 'non-negative number' | 'positive integer';
+
+const NUMBER_RULES: Readonly<Record<NumberRule, (n: number) => boolean>> = {
+  'non-negative number': (n) => Number.isFinite(n) && n >= 0,
+  'positive integer': (n) => Number.isInteger(n) && n >= 1,
+};
+
+/** A numeric flag's value, or undefined when it is absent; a value outside `rule` names the flag in the error. */
+export function numberFlag(args: ParsedArgs, name: string, rule: NumberRule = 'non-negative number'): number | undefined {
   const v = flag(args, name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+  if (!NUMBER_RULES[rule](n)) throw new Error(`--${name} must be a ${rule}`);
   return n;
 }

@@ -1,7 +1,7 @@
-import type { SessionIsolation } from '../runtime/session-channel.js';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveMaxRunMemory } from '../execution/run-memory-budget.js';
+import type { SessionIsolation } from '../runtime/session-channel.js';
 import type { ProfilerEvent } from '../sd/activation-profiler.js';
 import { isLoopbackHost } from './auth.js';
 

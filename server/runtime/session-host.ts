@@ -140,7 +140,6 @@ export class SessionHost {
    * computing (other runs sharing the model) have returned.
    */
   private retire(conn: Connection): void {
-    if (conn.interrupted) return;
     conn.interrupted = true;
   }
 

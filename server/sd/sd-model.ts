@@ -234,7 +234,7 @@ function toFloat32(t: WireTensor): Tensor32 {
   throw new Error(`unexpected output type ${t.type}`);
 }
 
-/** SHA-256 of a file, streamed (model files are gigabytes). */
+/** SHA-256 of a file, read in 1 MiB pieces (model files are gigabytes). */
 export async function sha256File(file: string): Promise<string> {
   const h = createHash('sha256');
   // One buffer for the whole file: a stream's fresh 64 KiB chunk per read leaves the server's heap as large as the

@@ -308,6 +308,21 @@ describe('fusegraph CLI', () => {
       assert.equal((await cli(['run', file, '--max-run-memory'], ws.root)).stderr.trim(), 'error: --max-run-memory needs a value');
     });
 
+    it('rejects a worker\'s bad numeric flags before it connects, naming the flag', async () => {
+      // Nothing listens on port 1: a flag that got past the check would fail on the connection instead.
+      for (const [flagName, value, rule] of [
+        ['concurrency', '0', 'a positive integer'],
+        ['threads', '1.5', 'a positive integer'],
+        ['resident-grace-ms', 'soon', 'a non-negative number'],
+        ['unload-idle', '-1', 'a non-negative number'],
+        ['max-run-memory', 'lots', 'a non-negative number'],
+      ] as const) {
+        const r = await cli(['worker', '--redis', 'redis://127.0.0.1:1', `--${flagName}=${value}`], ws.root);
+        assert.equal(r.code, 1, flagName);
+        assert.equal(r.stderr.trim(), `error: --${flagName} must be ${rule}`, flagName);
+      }
+    });
+
     it('admits by the UNet activations stored in --data, reading them only', async () => {
       // A store as serve's activation profiler writes it (server/sd/activation-store.ts), for the demo UNet file as it
       // is now, with factors far above the config-based estimate: the 32×32 graph the default budget admits is refused.
