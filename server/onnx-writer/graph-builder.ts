@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import {
@@ -127,10 +127,12 @@ export interface GraphBuilderOptions {
   producerName?: string;
   producerVersion?: string;
   docString?: string;
+  /** Operator sets beside the default domain's, e.g. `{ domain: 'com.microsoft', version: 1 }` for contrib ops. */
+  extraOpsets?: readonly { domain: string; version: number }[];
 }
 
 /**
- * Accumulates a single ONNX graph (default domain only) and serialises it.
+ * Accumulates a single ONNX graph and serialises it.
  * Names are not validated against each other; ONNX Runtime's loader does that
  * and gives better messages than we could.
  */
@@ -141,6 +143,7 @@ export class GraphBuilder {
   private readonly producerName: string;
   private readonly producerVersion: string;
   private readonly docString: string | undefined;
+  private readonly extraOpsets: readonly { domain: string; version: number }[];
   private readonly nodes: NodeProto[] = [];
   private readonly initializers: TensorProto[] = [];
   private readonly inputs: ValueInfoProto[] = [];
@@ -155,6 +158,7 @@ export class GraphBuilder {
     this.producerName = opts.producerName ?? 'fusegraph-onnx-writer';
     this.producerVersion = opts.producerVersion ?? '0.1.0';
     this.docString = opts.docString;
+    this.extraOpsets = opts.extraOpsets ?? [];
   }
 
   /**
@@ -178,6 +182,23 @@ export class GraphBuilder {
   addInitializerRaw(name: string, dataType: DataTypeCode, dims: readonly number[], rawData: Uint8Array): string {
     this.claim(name);
     this.initializers.push({ name, dataType, dims: [...dims], rawData });
+    return name;
+  }
+
+  /** An initializer whose bytes already lie in a side file (see WeightFileWriter); nothing is held in memory. */
+  addExternalInitializer(name: string, dataType: DataTypeCode, dims: readonly number[], ref: ExternalRef): string {
+    this.claim(name);
+    this.initializers.push({
+      name,
+      dataType,
+      dims: [...dims],
+      dataLocation: DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: ref.location },
+        { key: 'offset', value: String(ref.offset) },
+        { key: 'length', value: String(ref.length) },
+      ],
+    });
     return name;
   }
 
@@ -229,7 +250,14 @@ export class GraphBuilder {
    * Adds a node. `outputs` may be explicit names or a count of auto-named outputs.
    * Use '' in `inputs` for an omitted optional input.
    */
-  addNode(opType: string, inputs: readonly string[], outputs: readonly string[] | number = 1, attrs: Attrs = {}, name?: string): string[] {
+  addNode(
+    opType: string,
+    inputs: readonly string[],
+    outputs: readonly string[] | number = 1,
+    attrs: Attrs = {},
+    name?: string,
+    domain?: string,
+  ): string[] {
     const outNames =
       typeof outputs === 'number'
         ? Array.from({ length: outputs }, () => this.claim(this.uniqueName(opType.toLowerCase())))
@@ -243,6 +271,7 @@ export class GraphBuilder {
       outputs: outNames,
       name: name ?? this.uniqueName(`n_${opType}`),
       attributes,
+      ...(domain !== undefined && domain !== '' ? { domain } : {}),
     });
     return outNames;
   }
@@ -253,10 +282,16 @@ export class GraphBuilder {
     return out as string;
   }
 
+  /** Single-output node of another operator domain (e.g. com.microsoft contrib ops). */
+  opIn(domain: string, opType: string, inputs: readonly string[], attrs: Attrs = {}): string {
+    const [out] = this.addNode(opType, inputs, 1, attrs, undefined, domain);
+    return out as string;
+  }
+
   toModelProto(initializers: readonly TensorProto[] = this.initializers): ModelProto {
     return {
       irVersion: this.irVersion,
-      opsetImports: [{ domain: '', version: this.opset }],
+      opsetImports: [{ domain: '', version: this.opset }, ...this.extraOpsets],
       producerName: this.producerName,
       producerVersion: this.producerVersion,
       ...(this.docString !== undefined ? { docString: this.docString } : {}),
@@ -322,5 +357,54 @@ export class GraphBuilder {
       written.push(p);
     }
     return written;
+  }
+}
+
+/** Where one initializer's bytes lie in a side file, as ONNX's external_data records it. */
+export interface ExternalRef {
+  location: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Appends initializer bytes to a side file as they are produced, so a multi-GB model is written tensor by tensor
+ * and never held whole in memory (GraphBuilder.serialize's external data concatenates everything at the end).
+ */
+export class WeightFileWriter {
+  private offset = 0;
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly location: string,
+    private readonly alignment: number,
+  ) {}
+
+  /** `location` is the file name recorded in the model: ONNX Runtime resolves it next to the model file. */
+  static async create(filePath: string, alignment = 64): Promise<WeightFileWriter> {
+    await mkdir(path.dirname(filePath), { recursive: true });
+    return new WeightFileWriter(await open(filePath, 'w'), path.basename(filePath), alignment);
+  }
+
+  get bytesWritten(): number {
+    return this.offset;
+  }
+
+  async append(bytes: Uint8Array): Promise<ExternalRef> {
+    const pad = (this.alignment - (this.offset % this.alignment)) % this.alignment;
+    if (pad > 0) {
+      await this.fh.write(new Uint8Array(pad), 0, pad, this.offset);
+      this.offset += pad;
+    }
+    const ref = { location: this.location, offset: this.offset, length: bytes.byteLength };
+    for (let done = 0; done < bytes.byteLength; ) {
+      const { bytesWritten } = await this.fh.write(bytes, done, bytes.byteLength - done, this.offset + done);
+      done += bytesWritten;
+    }
+    this.offset += bytes.byteLength;
+    return ref;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
   }
 }

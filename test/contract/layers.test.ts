@@ -12,6 +12,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['nodes'],
   ['server/engine', 'server/sampler', 'server/onnx-writer'],
   ['server/runtime'],
+  ['server/checkpoint'],
   ['server/sd'],
   ['server/impls'],
   ['server/execution'],
@@ -40,7 +41,7 @@ function sources(dir: string): string[] {
     .map((e) => path.join(e.parentPath, e.name));
 }
 
-test('folders depend one way: nodes → engine → runtime → sd → impls → execution → services → http → cli; the editor and the client library on nodes only', () => {
+test('folders depend one way: nodes → engine → runtime → checkpoint → sd → impls → execution → services → http → cli; the editor and the client library on nodes only', () => {
   const files = [...sources(path.join(REPO_ROOT, 'nodes')), ...sources(path.join(REPO_ROOT, 'server')), ...sources(path.join(REPO_ROOT, 'client')), ...sources(path.join(REPO_ROOT, 'sdk')), path.join(REPO_ROOT, 'server', 'cli.ts')];
   const wrong: string[] = [];
   for (const file of new Set(files)) {
