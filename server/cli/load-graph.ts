@@ -1,15 +1,22 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Graph } from '../../nodes/graph-format.js';
+import { JSON_LIMITS, parseJsonLimited } from '../../nodes/json-limits.js';
 import type { RecordedModel } from '../sd/png-meta.js';
 import { isPng, readGraphFromPng, readRecordedModels } from '../sd/png-meta.js';
 
+/** The largest graph file (JSON or PNG) `run` and `validate` read: as large as the server's PNG upload limit. */
+export const MAX_GRAPH_FILE_BYTES = 20 * 1024 * 1024;
+
 /**
  * Reads a graph from a .json file or from a PNG that FuseGraph wrote, with the models a PNG's run used (to compare
- * with the files a re-run finds; none for a .json). The graph is untrusted until validated.
+ * with the files a re-run finds; none for a .json). The graph is untrusted until validated: the file's size, its
+ * PNG chunks' CRCs and its JSON's depth are checked before anything is parsed (issue 27), each refusal naming the limit.
  */
 export async function loadGraphFile(file: string): Promise<{ graph: unknown; recorded: RecordedModel[] }> {
   let bytes: Buffer;
   try {
+    const size = (await stat(file)).size;
+    if (size > MAX_GRAPH_FILE_BYTES) throw new Error(`${file}: ${size} bytes, over the limit of ${MAX_GRAPH_FILE_BYTES} for a graph file`);
     bytes = await readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -18,13 +25,19 @@ export async function loadGraphFile(file: string): Promise<{ graph: unknown; rec
     throw err;
   }
   if (isPng(bytes)) {
-    const graph = readGraphFromPng(bytes);
+    let graph;
+    try {
+      graph = readGraphFromPng(bytes);
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`, { cause: err }); // a bad CRC, a chunk over the JSON limits
+    }
     if (!graph) throw new Error(`${file}: this PNG carries no FuseGraph graph`);
     return { graph, recorded: readRecordedModels(bytes) };
   }
   try {
-    return { graph: JSON.parse(bytes.toString('utf8')) as unknown, recorded: [] };
+    return { graph: parseJsonLimited(bytes.toString('utf8'), { what: 'the graph file', maxLength: Math.max(JSON_LIMITS.maxLength, MAX_GRAPH_FILE_BYTES) }), recorded: [] };
   } catch (err) {
+    if (!(err instanceof SyntaxError)) throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
 }

@@ -13,6 +13,7 @@ import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
 import { testHookRoutes, type GateControl } from './routes/test-hooks.js';
 import { workersRoutes } from './routes/workers.js';
+import { checkJsonLimits, JsonLimitError } from '../../nodes/json-limits.js';
 import type { WorkerInfo } from '../../nodes/protocol.js';
 import type { RunQueue } from '../services/run-queue.js';
 import type { Submitter } from '../services/submit-run.js';
@@ -40,6 +41,20 @@ export interface AppDeps {
   readonly adminQueues?: Router;
 }
 
+/**
+ * Refuses a JSON body nested deeper than JSON_LIMITS.maxDepth before body-parser parses it (issue 27): a 4.9 MB body
+ * of nested arrays used to hold the event loop for seconds. Its size is bounded by `bodyLimit` already (413).
+ */
+function checkJsonBody(body: Buffer): void {
+  try {
+    checkJsonLimits(body, { what: 'the request body', maxLength: Number.MAX_SAFE_INTEGER });
+  } catch (err) {
+    if (!(err instanceof JsonLimitError)) throw err;
+    // body-parser passes an error with a status on as it is (error-middleware.ts renders it).
+    throw new HttpError(400, 'json_too_deep', err.message);
+  }
+}
+
 /** The HTTP side of the server, without listening, so it is wired in one place (start.ts). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -52,7 +67,7 @@ export function createApp(deps: AppDeps): Express {
   const api = express.Router();
   api.use(requireSameOrigin(deps.token));
   api.use(requireToken(deps.token));
-  api.use(express.json({ limit: deps.bodyLimit }));
+  api.use(express.json({ limit: deps.bodyLimit, verify: (_req, _res, body) => checkJsonBody(body) }));
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
   api.use(runsRoutes(deps.queue, deps.submit));

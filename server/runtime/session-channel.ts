@@ -1,6 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { envWithTmp, privateTmp } from './private-tmp.js';
 import type { OutputSlice, SlicedTensor, TensorType, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
 /**
@@ -164,7 +165,18 @@ function lastWords(tail: string): string {
 
 function processChannel(on: ChannelEvents): SessionChannel {
   // Plain JavaScript: no TypeScript loader (the server's own execArgv) is needed, and none slows the start.
-  const child = fork(fileURLToPath(WORKER_SCRIPT), [], { serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  // Its own TMPDIR, removed once it has ended (private-tmp.ts): ONNX Runtime leaves a mat-debug-<pid>.log there.
+  const tmp = privateTmp('fusegraph-session-');
+  let child;
+  try {
+    child = fork(fileURLToPath(WORKER_SCRIPT), [], {
+      serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: envWithTmp(tmp),
+    });
+  } catch (err) {
+    tmp.remove();
+    throw err;
+  }
+  child.once('exit', tmp.remove);
   let tail = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     process.stderr.write(chunk);
@@ -196,6 +208,7 @@ function processChannel(on: ChannelEvents): SessionChannel {
   // 'close', not 'exit': it comes once the error output is read to its end, whose last lines say why it ended.
   const exited = new Promise<void>((resolve) =>
     child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      tmp.remove(); // again after its pipes closed (a fork that failed to start has no 'exit')
       // Nobody here sends a SIGKILL but `kill` below: another one is the kernel's OOM killer, which the process
       // invites (oom_score_adj 1000 in session-worker.js) so that the server is spared.
       const how = signal === 'SIGKILL' && !killed

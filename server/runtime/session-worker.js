@@ -6,7 +6,7 @@
  * (worker threads on WebGPU take turns: see `exclusive`). Plain JavaScript (type-checked through JSDoc) so a worker
  * starts without the TypeScript loader, which would add about 0.4 s to every model load.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { UPLOAD_SESSION_OPTIONS, sessionOptions } from './session-options.js';
@@ -277,8 +277,17 @@ const port = parentPort ?? processPort();
 function processPort() {
   const send = process.send?.bind(process);
   if (!send) throw new Error('session-worker must run in a worker thread or a forked process');
-  // The server is gone (even kill -9): nothing is left to answer, and the sessions must not outlive it.
-  process.on('disconnect', () => process.exit(0));
+  // The server is gone (even kill -9): nothing is left to answer, and the sessions must not outlive it. The private
+  // temporary folder the server made for this process (private-tmp.ts) goes too, as the server cannot remove it now.
+  process.on('disconnect', () => {
+    const tmp = process.env.FUSEGRAPH_PRIVATE_TMPDIR;
+    try {
+      if (tmp && tmp === process.env.TMPDIR) rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // a leftover folder is harmless
+    }
+    process.exit(0);
+  });
   // Under memory pressure the system's OOM killer should end this process, never the server it serves.
   try {
     writeFileSync('/proc/self/oom_score_adj', '1000');

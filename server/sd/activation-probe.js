@@ -14,6 +14,7 @@
  *   contextType, firstSide, fixedSide, stopBytes, maxSide }.
  * Output (stdout, JSON): { points: [{ side, pixels, bytes, ms }] }, in increasing size, for `rows` rows.
  */
+import { rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { sessionOptions } from '../runtime/session-options.js';
 
@@ -78,6 +79,17 @@ async function main(req) {
 // The parent holds our stdin open: when it ends (the server exited, even by SIGKILL), so does the probe, at the
 // next call boundary, instead of measuring for nobody.
 process.stdin.on('end', () => process.exit(2));
+
+// The private temporary folder the server made for this probe (private-tmp.ts) goes when the probe ends: the server
+// removes it too once it hears of the end, but a server that is gone (the stdin case above) cannot.
+process.on('exit', () => {
+  const tmp = process.env.FUSEGRAPH_PRIVATE_TMPDIR;
+  try {
+    if (tmp && tmp === process.env.TMPDIR) rmSync(tmp, { recursive: true, force: true });
+  } catch {
+    // a leftover folder is harmless
+  }
+});
 process.stdin.resume();
 
 main(JSON.parse(process.argv[2] ?? '{}'))

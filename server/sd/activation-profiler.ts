@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { ModelFolder } from './model-folder.js';
 import type { ActivationStore, MeasuredActivation, UnetActivation } from './activation-store.js';
 import type { ModelInfo, SdModel } from './sd-model.js';
+import { envWithTmp, privateTmp } from '../runtime/private-tmp.js';
 
 const PROBE = fileURLToPath(new URL('./activation-probe.js', import.meta.url));
 
@@ -101,12 +102,22 @@ export function fitActivation(points: readonly ProbePoint[]): UnetActivation {
  */
 export async function measureUnet(unetFile: string, layout: ProbeLayout, signal?: AbortSignal): Promise<MeasuredActivation> {
   const request = { unet: unetFile, ...layout, stopBytes: SIGNAL_BYTES, maxSide: MAX_SIDE };
-  const child = spawn(process.execPath, [PROBE, JSON.stringify(request)], {
-    stdio: ['pipe', 'pipe', 'pipe'], // stdin stays open while this process lives: the probe ends with it
-    timeout: PROBE_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-    ...(signal ? { signal } : {}),
-  });
+  // Its own TMPDIR, removed once it has ended, killed or not (private-tmp.ts): ONNX Runtime leaves a log file there.
+  const tmp = privateTmp('fusegraph-probe-');
+  let child;
+  try {
+    child = spawn(process.execPath, [PROBE, JSON.stringify(request)], {
+      stdio: ['pipe', 'pipe', 'pipe'], // stdin stays open while this process lives: the probe ends with it
+      timeout: PROBE_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+      env: envWithTmp(tmp),
+      ...(signal ? { signal } : {}),
+    });
+  } catch (err) {
+    tmp.remove();
+    throw err;
+  }
+  child.once('exit', tmp.remove);
   try {
     if (child.pid !== undefined) setPriority(child.pid, 19);
   } catch {
@@ -119,7 +130,7 @@ export async function measureUnet(unetFile: string, layout: ProbeLayout, signal?
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (c) => resolve(c));
-  });
+  }).finally(tmp.remove);
   if (code !== 0) throw new Error(`the probe exited with ${code ?? 'a signal'}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
   const points = (JSON.parse(out) as { points: ProbePoint[] }).points.map((p) => ({
     side: p.side, pixels: p.pixels, bytes: p.bytes / layout.rows,

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { parseJsonLimited } from '../../nodes/json-limits.js';
+import { describeProblem, schedulerConfigProblem, unetConfigProblem, vaeConfigProblem, type ConfigProblem } from './model-config-limits.js';
 
 /** The ONNX parts FuseGraph runs. Found by folder name, never by model_index.json keys (exporters disagree). */
 export const PART_FOLDERS = { textEncoder: 'text_encoder', unet: 'unet', vaeDecoder: 'vae_decoder' } as const;
@@ -12,6 +14,31 @@ export class ModelFolderError extends Error {
   constructor(message: string, readonly file: string) {
     super(message);
     this.name = 'ModelFolderError';
+  }
+}
+
+/**
+ * A config value out of range (model-config-limits.ts): the file and the key are named. Admission refuses a run naming
+ * such a folder (preflight.ts), LoadModel fails with it and /api/models lists it.
+ */
+export class ModelConfigError extends ModelFolderError {
+  constructor(file: string, readonly key: string, detail: string) {
+    super(`${file}: ${detail}`, file);
+    this.name = 'ModelConfigError';
+  }
+}
+
+/**
+ * Checks the values of a folder's parsed configs against their ranges (the one check the folder reader and admission
+ * share, issue 27); throws a ModelConfigError naming the file and the key of the first value out of range.
+ */
+export function checkModelConfigs(configs: readonly { readonly file: string; readonly json: unknown; readonly kind: 'scheduler' | 'unet' | 'vae' }[]): void {
+  const check: Record<'scheduler' | 'unet' | 'vae', (json: unknown) => ConfigProblem | null> = {
+    scheduler: schedulerConfigProblem, unet: unetConfigProblem, vae: vaeConfigProblem,
+  };
+  for (const { file, json, kind } of configs) {
+    const problem = json === null ? null : check[kind](json);
+    if (problem) throw new ModelConfigError(file, problem.key, describeProblem(problem));
   }
 }
 
@@ -27,10 +54,11 @@ export interface ModelFolder {
   readonly bytes: number;
 }
 
-async function readJsonIfExists(file: string): Promise<Record<string, unknown> | null> {
+/** A config file as a JSON object (depth and size limited), or null when absent. */
+export async function readJsonIfExists(file: string): Promise<Record<string, unknown> | null> {
   if (!existsSync(file)) return null;
   try {
-    const value: unknown = JSON.parse(await readFile(file, 'utf8'));
+    const value: unknown = parseJsonLimited(await readFile(file, 'utf8'), { what: 'the file' });
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
@@ -64,15 +92,17 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolder> {
   if (missing.length) {
     throw new ModelFolderError(`model folder ${dir} is incomplete; missing: ${missing.join(', ')}`, missing[0]!);
   }
-  return {
-    dir,
-    parts,
-    tokenizerDir,
-    schedulerConfigFile,
-    vaeConfig: await readJsonIfExists(path.join(dir, 'vae_decoder', 'config.json')),
-    unetConfig: await readJsonIfExists(path.join(dir, 'unet', 'config.json')),
-    bytes,
-  };
+  const vaeConfigFile = path.join(dir, 'vae_decoder', 'config.json');
+  const unetConfigFile = path.join(dir, 'unet', 'config.json');
+  const vaeConfig = await readJsonIfExists(vaeConfigFile);
+  const unetConfig = await readJsonIfExists(unetConfigFile);
+  // Every config value in range before anything uses one (issue 27): a 1e9 num_train_timesteps froze the server.
+  checkModelConfigs([
+    { file: schedulerConfigFile, json: await readJsonIfExists(schedulerConfigFile), kind: 'scheduler' },
+    { file: unetConfigFile, json: unetConfig, kind: 'unet' },
+    { file: vaeConfigFile, json: vaeConfig, kind: 'vae' },
+  ]);
+  return { dir, parts, tokenizerDir, schedulerConfigFile, vaeConfig, unetConfig, bytes };
 }
 
 /** The VAE's spatial factor from vae_decoder/config.json (2^(levels − 1), as diffusers computes it), or null. */

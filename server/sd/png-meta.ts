@@ -1,6 +1,8 @@
+import zlib from 'node:zlib';
 import sharp from 'sharp';
 import type { Graph } from '../../nodes/graph-format.js';
 import { parseGraph } from '../../nodes/graph-format.js';
+import { parseJsonLimited } from '../../nodes/json-limits.js';
 
 /** The keyword of the PNG text chunk that carries a run's graph and provenance. */
 export const PNG_META_KEY = 'fusegraph';
@@ -15,7 +17,11 @@ const CRC_TABLE = (() => {
   return table;
 })();
 
+/** zlib's own (native) CRC-32 where this Node has it (20.15+), else the table below. */
+const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+
 function crc32(bytes: Uint8Array): number {
+  if (nativeCrc32) return nativeCrc32(bytes) >>> 0;
   let c = 0xffffffff;
   for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
@@ -49,7 +55,18 @@ export async function encodePngWithMetadata(rgb: Uint8Array, width: number, heig
   return Buffer.concat([png.subarray(0, iend), itxt(PNG_META_KEY, JSON.stringify(meta)), png.subarray(iend)]);
 }
 
-/** Text chunks (tEXt and uncompressed iTXt) by keyword. */
+/** A PNG chunk whose CRC does not match its bytes: the file was damaged (or edited by hand) after it was written. */
+export class PngCrcError extends Error {
+  constructor(readonly chunkType: string, readonly offset: number, stored: number, computed: number) {
+    super(
+      `the PNG is damaged: its ${chunkType} chunk at byte ${offset} has CRC 0x${stored.toString(16).padStart(8, '0')}, ` +
+        `but its bytes give 0x${computed.toString(16).padStart(8, '0')}`,
+    );
+    this.name = 'PngCrcError';
+  }
+}
+
+/** Text chunks (tEXt and uncompressed iTXt) by keyword. Every chunk's CRC is checked up to IEND (PngCrcError). */
 export function readPngText(png: Buffer): Map<string, string> {
   const out = new Map<string, string>();
   if (!isPng(png)) throw new Error('not a PNG file');
@@ -59,6 +76,9 @@ export function readPngText(png: Buffer): Map<string, string> {
     const type = png.toString('latin1', off + 4, off + 8);
     const data = png.subarray(off + 8, off + 8 + len);
     if (off + 12 + len > png.length) throw new Error('truncated PNG chunk');
+    const stored = png.readUInt32BE(off + 8 + len);
+    const computed = crc32(png.subarray(off + 4, off + 8 + len));
+    if (stored !== computed) throw new PngCrcError(type, off, stored, computed);
     if (type === 'tEXt') {
       const z = data.indexOf(0);
       if (z > 0) out.set(data.toString('latin1', 0, z), data.toString('latin1', z + 1));
@@ -91,16 +111,21 @@ export function readGraphFromPng(png: Buffer): Graph | null {
   }
 }
 
-/** The parsed `fusegraph` chunk, or null when there is none or it is not JSON. */
+/**
+ * The parsed `fusegraph` chunk, or null when there is none or it is not JSON. A chunk over JSON_LIMITS (nested
+ * deeper, or longer) throws the JsonLimitError that names the limit, before any parsing (issue 27).
+ */
 function readMeta(png: Buffer): object | null {
   const text = readPngText(png).get(PNG_META_KEY);
   if (!text) return null;
+  let meta: unknown;
   try {
-    const meta: unknown = JSON.parse(text);
-    return typeof meta === 'object' ? meta : null;
-  } catch {
-    return null;
+    meta = parseJsonLimited(text, { what: `the PNG's "${PNG_META_KEY}" chunk` });
+  } catch (err) {
+    if (err instanceof SyntaxError) return null;
+    throw err;
   }
+  return typeof meta === 'object' ? meta : null;
 }
 
 /** A model the run that wrote a PNG used: its folder relative to the models root and the SHA-256 of each part. */

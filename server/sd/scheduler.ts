@@ -3,6 +3,7 @@
  * See docs/sd-onnx.md §2 for the reference semantics this follows.
  */
 import { z } from 'zod';
+import { describeProblem, schedulerConfigProblem } from './model-config-limits.js';
 import { computeAlphasCumprod } from './schedulers/noise-schedule.js';
 import { npLinspace, roundHalfEven, trailingTimesteps } from './schedulers/sigmas.js';
 
@@ -36,6 +37,9 @@ export type SchedulerConfig = z.output<typeof SchedulerConfigSchema>;
  * `clip_sample = false` (old SD configs ship with `steps_offset: 0` / `clip_sample: true`).
  */
 export function parseSchedulerConfig(json: unknown, forPipeline = true): SchedulerConfig {
+  // Values out of range (num_train_timesteps: 1e9, beta_end: 5) first: the schema below lets them through (issue 27).
+  const problem = schedulerConfigProblem(json);
+  if (problem) throw new Error(`invalid scheduler config: ${describeProblem(problem)}`);
   const parsed = SchedulerConfigSchema.safeParse(json);
   if (!parsed.success) {
     throw new Error(`invalid scheduler config:\n${z.prettifyError(parsed.error)}`);

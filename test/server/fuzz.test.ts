@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { fuzzFrames, fuzzGraphs, fuzzNames } from '../../tools/fuzz/cases.js';
+import { fuzzDeepJson, fuzzFrames, fuzzGraphs, fuzzNames } from '../../tools/fuzz/cases.js';
 import { FUZZ_MODEL, fuzzServer } from '../../tools/fuzz/server.js';
 
 /** The bounded version of `npm run fuzz` (which runs ≥ 10,000 cases each): a fixed seed, a few seconds. */
@@ -26,6 +26,12 @@ describe('property-based attacks on a running server (issue 14)', () => {
     const t = await fuzzFrames(fuzz.server.url, 400, 14);
     assert.deepEqual(t.failures, []);
     assert.ok((t.byStatus.error ?? 0) > 100, JSON.stringify(t.byStatus));
+  });
+
+  it('deeply nested JSON as a body, a PNG chunk and a frame: refused naming the depth limit, the server answering alongside (issue 27)', async () => {
+    const t = await fuzzDeepJson(fuzz.server.url, 60, 27);
+    assert.deepEqual(t.failures, []);
+    for (const where of ['body 400 json_too_deep', 'png 400 json_too_deep', 'frame error']) assert.ok((t.byStatus[where] ?? 0) > 5, JSON.stringify(t.byStatus));
   });
 
   it('random file names: 400 or 404, never a 5xx or a file outside the roots', async () => {

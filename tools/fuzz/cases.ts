@@ -6,10 +6,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import WebSocket from 'ws';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The model folder with `num_train_timesteps: 1e9` that fuzzServer writes (server.ts; issue 27). */
+const HOSTILE_MODEL = 'timesteps-1e9';
 
 /** The bundled graphs, with every LoadModel pointed at `model` when given (so admission reads a real folder). */
 export function bundledGraphs(model?: string): Record<string, unknown>[] {
@@ -112,6 +116,11 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   }),
   fc.tuple(name, value).map(([k, v]): Mutation => (g) => {
     g[k] = v;
+  }),
+  fc.nat().map((n): Mutation => (g) => {
+    // A LoadModel pointed at the folder whose scheduler has 1e9 training timesteps: refused, never a frozen server.
+    const node = pick(Object.values(nodesOf(g)).filter((x) => x.type === 'LoadModel'), n);
+    if (node) node.params = { ...(node.params ?? {}), path: HOSTILE_MODEL };
   }),
   fc.constantFrom<Mutation>(
     (g) => {
@@ -235,6 +244,77 @@ export async function fuzzFrames(base: string, frames: number, seed?: number): P
     { numRuns: frames, ...(seed !== undefined ? { seed } : {}) },
   );
   (socket as { ws: WebSocket } | null)?.ws.close();
+  return t;
+}
+
+/** One deeply nested JSON text: arrays or objects (or both, alternating), `depth` levels, around an optional value. */
+const deepJson = fc
+  .record({ depth: fc.integer({ min: 65, max: 300_000 }), open: fc.constantFrom('[', '{"a":', '[{"a":'), inner: fc.constantFrom('', '1', '"x"', 'null') })
+  .map(({ depth, open, inner }) => {
+    const close = open === '[' ? ']' : open === '{"a":' ? '}' : '}]';
+    const levels = open === '[{"a":' ? Math.ceil(depth / 2) : depth;
+    return { depth, text: `${open.repeat(levels)}${inner || (open === '[' ? '' : '1')}${close.repeat(levels)}` };
+  });
+
+/** A PNG (1×1, no pixel data worth decoding) whose `fusegraph` iTXt chunk holds `text`, each chunk with its right CRC. */
+function pngWithText(text: string): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, 'latin1');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const ihdr = Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('iTXt', Buffer.concat([Buffer.from('fusegraph\0\0\0\0\0', 'latin1'), Buffer.from(text, 'utf8')])), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/**
+ * Deeply nested JSON wherever the server reads JSON from outside (issue 27): as a POST /api/runs body, as a PNG's
+ * graph chunk and as a WebSocket frame. Each must be refused naming the depth limit (400 json_too_deep, or an error
+ * frame), and the server must answer a plain request sent alongside it.
+ */
+export async function fuzzDeepJson(base: string, cases: number, seed?: number): Promise<Tally> {
+  const t: Tally = { byStatus: {}, failures: [] };
+  const names = /deeper than the limit of \d+ levels/;
+  const wsUrl = `${base.replace(/^http/, 'ws')}/ws`;
+  await fc.assert(
+    fc.asyncProperty(deepJson, fc.constantFrom('body', 'png', 'frame'), async ({ depth, text }, where) => {
+      const health = fetch(`${base}/api/queue`).then((r) => r.status);
+      let answer: { status: string; message: string };
+      if (where === 'frame') {
+        if (text.length + 40 > 1024 * 1024) return; // over the frame size limit: refused by the WebSocket library
+        const ws = new WebSocket(wsUrl);
+        answer = await new Promise((resolve, reject) => {
+          ws.on('message', (d) => {
+            const f = JSON.parse(String(d)) as { type: string; message?: string };
+            if (f.type === 'error') resolve({ status: 'error', message: String(f.message) });
+          });
+          ws.once('open', () => ws.send(`{"type":"subscribe","runs":${text}}`));
+          ws.once('error', reject);
+          ws.once('close', () => resolve({ status: 'closed', message: '' }));
+        });
+        ws.close();
+      } else {
+        const res = await fetch(`${base}${where === 'body' ? '/api/runs' : '/api/graph-from-png'}`, {
+          method: 'POST',
+          headers: { 'content-type': where === 'body' ? 'application/json' : 'image/png' },
+          body: where === 'body' ? `{"graph":${text}}` : new Uint8Array(pngWithText(text)),
+        });
+        const body = (await res.json()) as { error?: string; message?: string };
+        answer = { status: `${res.status} ${body.error ?? ''}`, message: String(body.message) };
+      }
+      count(t, `${where} ${answer.status}`);
+      const ok = where === 'frame' ? answer.status === 'error' : answer.status === '400 json_too_deep';
+      if (!ok || !names.test(answer.message)) t.failures.push(`${where} of depth ${depth}: ${answer.status} ${answer.message.slice(0, 200)}`);
+      if ((await health) !== 200) t.failures.push(`no health answer alongside a ${where} of depth ${depth}`);
+    }),
+    { numRuns: cases, ...(seed !== undefined ? { seed } : {}) },
+  );
   return t;
 }
 

@@ -1,9 +1,9 @@
 /**
  * `npm run fuzz`: the long property-based run against a real server (default 10,000 cases each of graphs,
- * WebSocket frames and file names; `--cases N`, `--seed S`). Prints the counts by status code (frames: by reply
+ * WebSocket frames and file names, a tenth as many of deeply nested JSON; `--cases N`, `--seed S`). Prints the counts by status code (frames: by reply
  * type) and exits non-zero on any 5xx, crash, unanswered frame or issue that names neither node nor field.
  */
-import { fuzzFrames, fuzzGraphs, fuzzNames, type Tally } from './cases.js';
+import { fuzzDeepJson, fuzzFrames, fuzzGraphs, fuzzNames, type Tally } from './cases.js';
 import { FUZZ_MODEL, fuzzServer } from './server.js';
 
 const arg = (name: string): number | undefined => {
@@ -31,6 +31,8 @@ try {
     ['graphs', () => fuzzGraphs(server.url, cases, FUZZ_MODEL, seed)],
     ['frames', () => fuzzFrames(server.url, cases, seed)],
     ['names', () => fuzzNames(server.url, cases, seed)],
+    // Each case sends up to 600 kB; a tenth of the cases is enough to cover the depths and the three ways in.
+    ['deep JSON', () => fuzzDeepJson(server.url, Math.max(1, Math.ceil(cases / 10)), seed)],
   ] as const) {
     const t0 = performance.now();
     report(what, await run(), performance.now() - t0);

@@ -1,6 +1,7 @@
 import express, { Router } from 'express';
 import { validateGraph } from '../../engine/validate.js';
-import { isPng, readGraphFromPng } from '../../sd/png-meta.js';
+import { JsonLimitError } from '../../../nodes/json-limits.js';
+import { isPng, PngCrcError, readGraphFromPng } from '../../sd/png-meta.js';
 import { HttpError } from '../http-error.js';
 
 /** Dropping an output PNG on the editor gives back the graph that made it; the server parses it so clients need no PNG code. */
@@ -18,6 +19,11 @@ export function graphFromPngRoutes(limit: string): Router {
     try {
       graph = readGraphFromPng(body);
     } catch (err) {
+      // A damaged chunk, or a graph text over the JSON limits (depth, length), is refused naming what is wrong (issue 27).
+      if (err instanceof PngCrcError) throw new HttpError(400, 'bad_png', err.message);
+      if (err instanceof JsonLimitError) {
+        throw err.limit === 'depth' ? new HttpError(400, 'json_too_deep', err.message) : new HttpError(413, 'body_too_large', err.message);
+      }
       throw new HttpError(422, 'no_graph', `the PNG could not be read: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (graph === null) throw new HttpError(422, 'no_graph', 'the PNG carries no FuseGraph graph');

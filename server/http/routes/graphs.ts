@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { Router } from 'express';
+import { parseJsonLimited } from '../../../nodes/json-limits.js';
 import { HttpError } from '../http-error.js';
 import { checkFileName, fileInRoot } from '../safe-name.js';
 
@@ -10,7 +11,7 @@ interface GraphListing {
 }
 
 async function readJson(path: string): Promise<unknown> {
-  return JSON.parse(await readFile(path, 'utf8')) as unknown;
+  return parseJsonLimited(await readFile(path, 'utf8'), { what: 'the graph file' });
 }
 
 function describe(name: string, value: unknown): GraphListing {

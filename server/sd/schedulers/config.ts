@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { SamplerName, SigmaSchedule } from '../../../nodes/index.js';
+import { describeProblem, schedulerConfigProblem } from '../model-config-limits.js';
 
 const nullable = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
@@ -144,6 +145,8 @@ export function resolveSamplerConfig(
 ): ResolvedConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('scheduler config must be a JSON object');
   const raw = json as Record<string, unknown>;
+  const range = schedulerConfigProblem(raw); // values out of range, e.g. num_train_timesteps: 1e9 (issue 27)
+  if (range) throw new Error(`invalid scheduler config for ${sampler}: ${describeProblem(range)}`);
   const defaults = CLASS_DEFAULTS[sampler];
   const out: Record<string, unknown> = { ...NEUTRAL };
   const problems: string[] = [];
