@@ -1,5 +1,8 @@
 import type { SocketType } from './socket-types.js';
 
+/** What GET /api/models lists: ONNX model folders, checkpoint files and standalone VAE files. */
+export type ModelEntryKind = 'folder' | 'checkpoint' | 'vae';
+
 /** A parameter of a node: a literal JSON value edited by a widget, validated before a run. */
 export type ParamDef =
   | {
@@ -11,7 +14,17 @@ export type ParamDef =
       /** A regular expression (source) the whole value must match, e.g. for file names. */
       pattern?: string;
     }
-  | { kind: 'path'; default: string; root: 'models' | 'input'; extensions?: readonly string[]; description: string }
+  | {
+      kind: 'path';
+      default: string;
+      root: 'models' | 'input';
+      extensions?: readonly string[];
+      /** An empty value is allowed and means "none" (e.g. LoadModel's `vae`: the model's own). */
+      optional?: boolean;
+      /** Under the models root: which kinds of the server's model listing the widget offers (default all). */
+      lists?: readonly ModelEntryKind[];
+      description: string;
+    }
   | { kind: 'int'; default: number; min: number; max: number; step?: number; seed?: boolean; description: string }
   | { kind: 'float'; default: number; min: number; max: number; step?: number; description: string }
   | { kind: 'enum'; default: string; options: readonly string[]; description: string }

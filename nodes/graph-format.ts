@@ -112,8 +112,10 @@ export type GraphIssueCode =
   | 'muted_input'
   | 'bypass_type'
   | 'too_large'
-  /** Scale-out: no live worker serves all of the run's model folders. */
-  | 'model_unavailable';
+  /** A model folder or file that is missing or unreadable (scale-out: no live worker serves all of the run's models). */
+  | 'model_unavailable'
+  /** A file FuseGraph reads but cannot run yet (SDXL, inpainting, …): the message says what it is. */
+  | 'model_unsupported';
 
 /**
  * Parses untrusted JSON into the current graph shape, migrating older versions first (graph-migrations.ts), so
@@ -179,6 +181,8 @@ function zodIssueToGraphIssues(issue: z.core.$ZodIssue): GraphIssue[] {
 
 export function formatIssue(i: GraphIssue): string {
   const where = [i.node ? `node "${i.node}"` : null, i.field ? `field "${i.field}"` : null].filter(Boolean).join(', ');
-  const ea = i.expected !== undefined || i.actual !== undefined ? ` (expected ${i.expected ?? '?'}, got ${i.actual ?? '?'})` : '';
+  // Only what is known: "expected …, got ?" reads as if something was found that could not be named.
+  const parts = [i.expected !== undefined ? `expected ${i.expected}` : null, i.actual !== undefined ? `got ${i.actual}` : null].filter(Boolean);
+  const ea = parts.length ? ` (${parts.join(', ')})` : '';
   return `${where ? `${where}: ` : ''}${i.message}${ea} [${i.code}]`;
 }

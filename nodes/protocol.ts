@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { GraphIssue } from './graph-format.js';
+import { JsonLimitError, parseJsonLimited } from './json-limits.js';
 
 /**
  * The wire protocol between the server and every client (editor, scripts): run summaries, statuses, WebSocket
@@ -47,8 +48,21 @@ export type OutputFileRef = z.infer<typeof OutputFileRefSchema>;
 /** A client's label for a frame it sent, echoed on the answer so it can match the two (1–100 characters). */
 export const RefSchema = z.string().min(1).max(100);
 
+/**
+ * Why a run failed, for programs: `invalid_graph` (refused by validation or admission when it came to run, e.g. re-queued
+ * by a restart after its model folder went), `model_missing` (a model's folder or files could not be read or loaded when the run reached
+ * its loader),
+ * `out_of_memory`, `cancelled`, `node_failed` (any other failure of a node), `internal` (a server bug outside any node).
+ * Defined once here; the server sets it, scale-out carries it from the worker as it is.
+ */
+export const RUN_ERROR_CODES = ['invalid_graph', 'model_missing', 'out_of_memory', 'cancelled', 'node_failed', 'internal'] as const;
+export const RunErrorCodeSchema = z.enum(RUN_ERROR_CODES);
+export type RunErrorCode = z.infer<typeof RunErrorCodeSchema>;
+
 /** What a client learns about a failed run: the node, the field and a message; never a stack or a server path. */
 export const RunErrorSchema = z.object({
+  /** Absent on runs recorded by servers before it existed. */
+  code: RunErrorCodeSchema.optional(),
   node: z.string().nullable(),
   node_type: z.string().optional(),
   field: z.string().optional(),
@@ -123,7 +137,7 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('output'), run_id: runId, node: z.string(), images: z.array(OutputFileRefSchema), latents: z.array(OutputFileRefSchema) }),
   z.object({
     type: z.literal('error'), run_id: runId, node: z.string().nullable(), message: z.string(),
-    node_type: z.string().optional(), field: z.string().optional(),
+    node_type: z.string().optional(), field: z.string().optional(), code: RunErrorCodeSchema.optional(),
   }),
   z.object({ type: z.literal('cancelled'), run_id: runId }),
   z.object({ type: z.literal('done'), run_id: runId, outputs: z.array(RunOutputSchema), timings: RunTimingsSchema }),
@@ -197,9 +211,10 @@ export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 export function parseClientFrame(raw: string): { frame: ClientFrame } | { error: string } {
   let value: unknown;
   try {
-    value = JSON.parse(raw);
-  } catch {
-    return { error: 'frame is not valid JSON' };
+    value = parseJsonLimited(raw, { what: 'the frame' });
+  } catch (err) {
+    // Over a limit (depth, length): refused before JSON.parse, with the limit named (issue 27).
+    return { error: err instanceof JsonLimitError ? err.message : 'frame is not valid JSON' };
   }
   const parsed = ClientFrameSchema.safeParse(value);
   if (parsed.success) return { frame: parsed.data };
@@ -251,6 +266,17 @@ export const WorkerInfoSchema = z.object({
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
 
-/** An entry of GET /api/models: a model folder under the models root (`error` when it cannot be read). */
-export const ModelListingSchema = z.looseObject({ path: z.string(), error: z.string().optional() });
+/**
+ * An entry of GET /api/models: an ONNX model folder, a checkpoint file or a standalone VAE file under the models
+ * root (`error` when it cannot be read); checkpoints add their family, whether EMA weights are present and whether a
+ * built copy is cached.
+ */
+export const ModelListingSchema = z.looseObject({
+  path: z.string(),
+  kind: z.enum(['folder', 'checkpoint', 'vae']).optional(),
+  family: z.string().optional(),
+  ema: z.boolean().optional(),
+  cached: z.boolean().optional(),
+  error: z.string().optional(),
+});
 export type ModelListing = z.infer<typeof ModelListingSchema>;

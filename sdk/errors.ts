@@ -1,3 +1,4 @@
+import type { RunErrorCode } from '../nodes/protocol.js';
 import type { GraphIssue } from '../nodes/graph-format.js';
 
 /** The server refused the graph before queueing anything; every issue names its node and field. */
@@ -20,6 +21,8 @@ export class RunFailedError extends Error {
     message: string,
     readonly field?: string,
     readonly nodeType?: string,
+    /** Why, for programs (nodes/protocol.ts RUN_ERROR_CODES); absent from servers before it existed. */
+    readonly code?: RunErrorCode,
   ) {
     super(`${node === null ? 'run failed' : `node "${node}"${field ? ` field "${field}"` : ''} failed`}: ${message}`);
   }

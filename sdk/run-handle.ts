@@ -200,7 +200,7 @@ export class RunHandle {
     if (frame.type === 'done') {
       this.resolveDone({ runId: frame.run_id, outputs: frame.outputs, timings: frame.timings });
     } else if (frame.type === 'error') {
-      this.rejectDone(new RunFailedError(frame.run_id, frame.node, frame.message, frame.field, frame.node_type));
+      this.rejectDone(new RunFailedError(frame.run_id, frame.node, frame.message, frame.field, frame.node_type, frame.code));
     } else {
       this.rejectDone(new RunCancelledError(frame.run_id));
     }

@@ -6,15 +6,18 @@ import { NODE_DEFS, SAMPLER_NAMES, SIGMA_SCHEDULES } from '../nodes/index.js';
 import { NODES_API_VERSION } from '../nodes/protocol.js';
 import type { ParsedArgs } from './cli/args.js';
 import { checkFlags, flag, numberFlag, parseArgs } from './cli/args.js';
+import { CHECKPOINT_SWITCHES, CHECKPOINT_USAGE, cmdCache, cmdConvert, cmdInspect } from './cli/checkpoint-commands.js';
 import { applyOverrides, loadGraphFile } from './cli/load-graph.js';
 import { modelChanges } from './cli/model-changes.js';
 import { progressPrinter } from './cli/progress.js';
 import { GraphValidationError, NodeExecutionError } from './engine/errors.js';
 import { executeGraph } from './execution/executor.js';
 import { resolveMaxRunMemory } from './execution/run-memory-budget.js';
-import { validateGraph } from './engine/validate.js';
+import { prepareRun, type Admission } from './engine/prepare.js';
+import { preflightGraph } from './execution/preflight.js';
 import { SESSION_ISOLATIONS, type SessionIsolation } from './runtime/session-channel.js';
 import { ActivationStore } from './sd/activation-store.js';
+import { CheckpointCache, DEFAULT_CHECKPOINT_CACHE_BYTES, checkpointCacheDir } from './sd/checkpoint-cache.js';
 import { ModelManager } from './sd/model-manager.js';
 import type { RecordedModel } from './sd/png-meta.js';
 import { parseSchedulerConfig, scheduleReport } from './sd/scheduler.js';
@@ -29,8 +32,9 @@ const COMMAND_USAGE: Record<string, string> = {
       peak memory exceeds --max-run-memory (default half the free RAM, or of the GPU's when the models run on one),
       using the UNet activations serve or a worker measured into --data (default .fusegraph), if any
 `,
-  validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...]
-      check a graph and print every problem
+  validate: `  validate GRAPH.json|GRAPH.png [--set NODE.PARAM=VALUE ...] [--models DIR] [--max-run-memory BYTES] [--data DIR]
+      check a graph and print every problem: the same checks as run's and serve's before anything runs (the
+      graph, then the model folders under --models, image sizes, steps and the memory budget, as run's defaults)
 `,
   nodes: `  nodes                        print all node definitions as JSON (what GET /api/nodes serves)
 `,
@@ -56,6 +60,7 @@ const COMMAND_USAGE: Record<string, string> = {
       execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
       another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
 `,
+  ...CHECKPOINT_USAGE,
 };
 
 const USAGE = `usage: fusegraph <command> [options]    (fusegraph COMMAND --help for one command)
@@ -77,11 +82,23 @@ async function readGraphArg(args: ParsedArgs): Promise<{ graph: unknown; recorde
   return { graph: applyOverrides(graph, args.flags.get('set') ?? []), recorded };
 }
 
+/**
+ * The same admission as serve's, before any model loads: the budget (serve's flag and default) and the UNet
+ * activations measured into the data folder by serve or a worker, read only (a one-off run measures nothing).
+ */
+function admissionOf(args: ParsedArgs, io: Io): { modelsRoot: string; admit: Admission } {
+  const maxRunMemory = resolveMaxRunMemory(numberFlag(args, 'max-run-memory'), { provider: 'auto', log: (m) => io.err.write(`${m}\n`) });
+  const activations = new ActivationStore(path.resolve(flag(args, 'data') ?? '.fusegraph'));
+  const modelsRoot = flag(args, 'models') ?? 'models';
+  return { modelsRoot, admit: (plan) => preflightGraph(plan, { roots: { models: path.resolve(modelsRoot) }, maxRunMemory, activations }) };
+}
+
 async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['set']);
-  const result = validateGraph((await readGraphArg(args)).graph);
-  if (result.issues.length === 0) {
-    io.out.write(`ok: ${Object.keys(result.graph!.nodes).length} nodes\n`);
+  checkFlags(args, ['set', 'models', 'max-run-memory', 'data']);
+  const { admit } = admissionOf(args, io);
+  const result = await prepareRun((await readGraphArg(args)).graph, admit);
+  if (result.ok) {
+    io.out.write(`ok: ${Object.keys(result.plan.submitted.nodes).length} nodes\n`);
     return 0;
   }
   io.err.write(`${result.issues.length} problem${result.issues.length > 1 ? 's' : ''}:\n`);
@@ -90,25 +107,28 @@ async function cmdValidate(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdRun(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['set', 'models', 'input', 'out', 'max-run-memory', 'data', 'session-isolation']);
-  // The same admission as serve's, before any model loads: the budget (serve's flag and default) and the UNet
-  // activations measured into the data folder by serve or a worker, read only (a one-off run measures nothing).
-  const maxRunMemory = resolveMaxRunMemory(numberFlag(args, 'max-run-memory'), { provider: 'auto', log: (m) => io.err.write(`${m}\n`) });
-  const activations = new ActivationStore(path.resolve(flag(args, 'data') ?? '.fusegraph'));
-  const { graph, recorded } = await readGraphArg(args);
-  const modelsRoot = flag(args, 'models') ?? 'models';
+  checkFlags(args, ['set', 'models', 'input', 'out', 'max-run-memory', 'data', 'session-isolation', 'max-checkpoint-cache']);
+  const { modelsRoot, admit } = admissionOf(args, io);
   const isolation = isolationFlag(args);
-  const models = new ModelManager(isolation ? { isolation } : {});
+  const { graph, recorded } = await readGraphArg(args);
+  // Validated, planned and admitted before any model loads (every issue at once); the executor takes the plan.
+  const prepared = await prepareRun(graph, admit);
+  if (!prepared.ok) throw new GraphValidationError(prepared.issues);
+  const checkpoints = new CheckpointCache({
+    dir: checkpointCacheDir(path.resolve(flag(args, 'data') ?? '.fusegraph')),
+    maxBytes: numberFlag(args, 'max-checkpoint-cache') ?? DEFAULT_CHECKPOINT_CACHE_BYTES,
+    log: (m) => io.err.write(`${m}\n`),
+  });
+  const models = new ModelManager({ checkpoints, ...(isolation ? { isolation } : {}) });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
   try {
-    const result = await executeGraph(graph, {
+    const result = await executeGraph(prepared.plan, {
       roots: { models: modelsRoot, input: flag(args, 'input') ?? 'input', output: flag(args, 'out') ?? 'output' },
       models,
       signal: controller.signal,
       onEvent: progressPrinter(io.err),
-      admission: { maxRunMemory, activations },
     });
     for (const m of result.models) {
       const skipped = m.fallbacks.map((f) => `${f.provider} unavailable: ${f.error.split('\n')[0]}`).join('; ');
@@ -273,7 +293,7 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
     return 0;
   }
   try {
-    const args = parseArgs(argv, ['test-hooks', 'local-worker']);
+    const args = parseArgs(argv, ['test-hooks', 'local-worker', ...CHECKPOINT_SWITCHES]);
     switch (command) {
       case 'run':
         return await cmdRun(args, io);
@@ -290,6 +310,12 @@ export async function main(argv: readonly string[], io: Io = { out: process.stdo
         return await cmdServe(args, io);
       case 'worker':
         return await cmdWorker(args, io);
+      case 'inspect':
+        return await cmdInspect(args, io);
+      case 'convert':
+        return await cmdConvert(args, io);
+      case 'cache':
+        return await cmdCache(args, io);
       default:
         io.err.write(`unknown command "${command}"\n${USAGE}`);
         return 2;

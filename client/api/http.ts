@@ -3,6 +3,7 @@ import { parseNodesResponse } from '../editor/node-registry.js';
 import { authHeaders } from './auth.js';
 import type { GraphIssue } from '../../nodes/graph-format.js';
 import type { QueueState, RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
+import type { ModelEntryKind } from '../../nodes/define.js';
 import { ErrorBodySchema, ModelListingSchema, QueueStateSchema } from '../../nodes/protocol.js';
 
 /** An HTTP answer other than 2xx; `body` is the parsed JSON when there was one. */
@@ -103,14 +104,19 @@ export async function clearQueue(): Promise<void> {
   await request('/api/queue/clear', { method: 'POST' });
 }
 
-/** The model folders under the server's models root, by path relative to it; unreadable folders are left out. */
-export async function fetchModelPaths(): Promise<string[]> {
+/** What the server's models root holds, by path relative to it and kind; unreadable entries are left out. */
+export async function fetchModelEntries(): Promise<ModelEntry[]> {
   const body = (await request('/api/models')) as { models?: unknown };
   const list = Array.isArray(body?.models) ? body.models : [];
   return list.flatMap((m) => {
     const parsed = ModelListingSchema.safeParse(m);
-    return parsed.success && !parsed.data.error ? [parsed.data.path] : [];
+    return parsed.success && !parsed.data.error ? [{ path: parsed.data.path, kind: parsed.data.kind ?? 'folder' }] : [];
   });
+}
+
+export interface ModelEntry {
+  readonly path: string;
+  readonly kind: ModelEntryKind;
 }
 
 /**

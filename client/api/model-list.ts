@@ -1,4 +1,4 @@
-import { fetchModelPaths } from './http.js';
+import { fetchModelEntries, type ModelEntry } from './http.js';
 
 /** A model path as written in a graph, compared with the server's listing: no leading "./", no trailing "/". */
 export function normalizeModelPath(p: string): string {
@@ -6,11 +6,11 @@ export function normalizeModelPath(p: string): string {
 }
 
 /**
- * The model folders the server has, for LoadModel's dropdown and the "not installed" flags. Asked again whenever a
- * graph opens, since folders can be added while the editor is open. `paths()` is null until the first answer.
+ * The model folders and files the server has, for the model dropdowns and the "not installed" flags. Asked again
+ * whenever a graph opens, since models can be added while the editor is open. `paths()` is null until the first answer.
  */
 export class ModelList {
-  private list: readonly string[] | null = null;
+  private list: readonly ModelEntry[] | null = null;
   private readonly listeners = new Set<() => void>();
 
   readonly subscribe = (l: () => void): (() => void) => {
@@ -18,11 +18,11 @@ export class ModelList {
     return () => this.listeners.delete(l);
   };
 
-  readonly paths = (): readonly string[] | null => this.list;
+  readonly paths = (): readonly ModelEntry[] | null => this.list;
 
-  async refresh(): Promise<readonly string[] | null> {
+  async refresh(): Promise<readonly ModelEntry[] | null> {
     try {
-      this.list = await fetchModelPaths();
+      this.list = await fetchModelEntries();
       for (const l of this.listeners) l();
     } catch {
       // The flags need the list; without it they stay off rather than flag everything.
@@ -32,6 +32,7 @@ export class ModelList {
 
   /** False only when the list is known and lacks the path. */
   has(path: string): boolean {
-    return this.list === null || this.list.includes(normalizeModelPath(path));
+    const p = normalizeModelPath(path);
+    return this.list === null || this.list.some((e) => e.path === p);
   }
 }

@@ -109,7 +109,9 @@ export class AppActions {
     await this.models.refresh();
     const wanted = model.nodes.flatMap((n) => Object.entries(this.registry.get(n.type)?.params ?? {})
       .filter(([, d]) => d.kind === 'path' && d.root === 'models')
-      .map(([name]) => String(n.params[name] ?? '')));
+      .map(([name, d]) => ({ value: String(n.params[name] ?? ''), optional: d.kind === 'path' && d.optional === true }))
+      .filter(({ value, optional }) => !(optional && value.trim() === ''))
+      .map(({ value }) => value));
     const missing = [...new Set(wanted.filter((p) => !this.models.has(p)))];
     if (!missing.length) return [];
     return [`${missing.length === 1 ? 'Model' : 'Models'} not installed: ${missing.join(', ')}`];

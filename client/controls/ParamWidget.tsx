@@ -1,6 +1,7 @@
 import type { ReactNode } from 'react';
 import { useState } from 'react';
 import type { ParamDef } from '../../nodes/define.js';
+import type { ModelEntry } from '../api/http.js';
 import { normalizeModelPath } from '../api/model-list.js';
 import type { ParamValue } from '../editor/graph-convert.js';
 import { CheckboxWidget } from './CheckboxWidget.js';
@@ -18,8 +19,8 @@ interface Props {
   readonly value: ParamValue;
   /** Validation messages about this param from the last submit. */
   readonly issues: readonly string[];
-  /** For model paths: the folders the server has (null: not known yet). */
-  readonly modelPaths?: readonly string[] | null;
+  /** For model paths: the folders and files the server has (null: not known yet). */
+  readonly modelPaths?: readonly ModelEntry[] | null;
   readonly onChange: (value: ParamValue) => void;
 }
 
@@ -38,8 +39,12 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPa
   };
   const invalid = issues.length > 0;
   // Flagged as soon as the graph opens and while typing, not only when a run is refused.
-  const missing = def.kind === 'path' && def.root === 'models' && modelPaths && !modelPaths.includes(normalizeModelPath(asString(value)));
-  const warning = missing ? `not installed: the server has ${modelPaths.length ? modelPaths.join(', ') : 'no model folders'}` : undefined;
+  const offered = def.kind === 'path' && def.root === 'models' && modelPaths
+    ? modelPaths.filter((e) => !def.lists || def.lists.includes(e.kind)).map((e) => e.path)
+    : null;
+  const none = def.kind === 'path' && def.optional === true && asString(value).trim() === '';
+  const missing = offered && !none && !modelPaths!.some((e) => e.path === normalizeModelPath(asString(value)));
+  const warning = missing ? `not installed: the server has ${offered.length ? offered.join(', ') : 'no models of this kind'}` : undefined;
   let widget: ReactNode;
   switch (def.kind) {
     case 'string':
@@ -48,7 +53,7 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPa
     case 'path':
       widget = (
         <PathWidget id={id} value={asString(value)} root={def.root} extensions={def.extensions} invalid={invalid || Boolean(warning)}
-          options={def.root === 'models' ? modelPaths : undefined} onChange={onChange} />
+          options={offered ?? undefined} onChange={onChange} />
       );
       break;
     case 'int':

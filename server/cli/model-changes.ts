@@ -19,7 +19,11 @@ export async function modelChanges(recorded: readonly RecordedModel[], result: R
     const now = await model.fileHashes();
     for (const [part, hash] of Object.entries(before.sha256)) {
       if (now[part] === undefined || now[part] === hash) continue;
-      const file = path.relative(used.folder, model.folder.parts[part as keyof typeof model.folder.parts]).split(path.sep).join('/');
+      // A checkpoint is the file the user holds: its built parts change with FuseGraph's builder, not with the model.
+      if (model.checkpoint && part !== 'checkpoint') continue;
+      const file = model.checkpoint
+        ? path.basename(model.checkpoint)
+        : path.relative(used.folder, model.folder.parts[part as keyof typeof model.folder.parts]).split(path.sep).join('/');
       lines.push(`model ${folder}: ${file} is not the file that made this PNG (sha256 ${hash.slice(0, 12)}… then, ${now[part]!.slice(0, 12)}… now): the images may differ`);
     }
   }

@@ -1,14 +1,14 @@
 import type { ExecutionEvent } from '../engine/events.js';
 
-/** Draws one progress bar per sampling node (DDIMStep, Sampler) on a TTY, plain lines otherwise (logs, CI). */
 /** σ-based samplers' timesteps are fractional; two decimals say enough. */
 function formatT(t: number): string {
   return Number.isInteger(t) ? String(t) : t.toFixed(2);
 }
 
+/** Draws one progress bar per sampling node (any node that reports progress) on a TTY, plain lines otherwise (logs, CI). */
 export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent) => void {
   const tty = stream.isTTY === true;
-  let lastDecile = new Map<string, number>();
+  const lastDecile = new Map<string, number>();
   let barOpen = false;
   const endBar = (): void => {
     if (barOpen) stream.write('\n');
@@ -18,7 +18,8 @@ export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent)
     switch (e.type) {
       case 'node_started':
         endBar();
-        if (e.nodeType === 'DDIMStep' || e.nodeType === 'Sampler') lastDecile = new Map();
+        // A node that starts (again) draws its progress from its first step; any node that reports progress is a sampler.
+        lastDecile.delete(e.node);
         stream.write(`▶ ${e.node} (${e.nodeType})\n`);
         break;
       case 'node_cached':

@@ -1,5 +1,6 @@
 import type { GraphIssue } from '../../nodes/graph-format.js';
 import { formatIssue } from '../../nodes/graph-format.js';
+import type { RunError } from '../../nodes/protocol.js';
 
 /** The graph failed validation; nothing ran. Carries every issue at once. */
 export class GraphValidationError extends Error {
@@ -31,5 +32,16 @@ export class RunCancelledError extends Error {
   constructor() {
     super('run cancelled');
     this.name = 'RunCancelledError';
+  }
+}
+
+/**
+ * A failure already put in the words a client may see (a scale-out worker's toRunError, carried through Redis): the
+ * API node records and sends it as it is, neither rebuilt nor redacted a second time.
+ */
+export class ReportedRunError extends Error {
+  constructor(readonly report: RunError) {
+    super(report.message);
+    this.name = 'ReportedRunError';
   }
 }

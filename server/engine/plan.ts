@@ -1,6 +1,39 @@
-import type { Graph } from '../../nodes/graph-format.js';
+import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { own } from '../../nodes/graph-format.js';
+import { resolveModes } from '../../nodes/graph-modes.js';
 import { getNodeDef } from '../../nodes/index.js';
+
+/**
+ * What a run executes, made once per run from the graph as submitted and handed along (admission, the queue, the
+ * executor) instead of being derived again: the graph as submitted (modes, groups, notes and `ui` kept: what history
+ * and PNGs record), the graph that runs (muted nodes left out, bypassed nodes replaced by pass-through links), the
+ * nodes the outputs need in dependency order, and every node's params with defaults filled in.
+ */
+export class RunPlan {
+  constructor(
+    /** As submitted (after format migration): what is stored, shown by GET /api/runs/:id and written into PNGs. */
+    readonly submitted: Graph,
+    /** The graph that runs: modes resolved. */
+    readonly graph: Graph,
+    /** Node ids of `graph` to execute, inputs before their consumers. */
+    readonly order: readonly string[],
+    /** Params with defaults filled in, per node of `graph`: what the run used. */
+    readonly params: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
+  ) {}
+}
+
+/**
+ * Planning's first half: the graph a run executes, from the graph as submitted (nodes/graph-modes.ts). Its issues
+ * name the consumers of muted nodes and of bypassed outputs nothing can feed.
+ */
+export function resolveRunGraph(submitted: Graph): { graph: Graph; issues: GraphIssue[] } {
+  return resolveModes(submitted, getNodeDef);
+}
+
+/** Planning's second half, on a mode-resolved graph that passed validation (acyclic, every link resolvable). */
+export function planRun(submitted: Graph, graph: Graph): RunPlan {
+  return new RunPlan(submitted, graph, planExecution(graph), resolveParams(graph));
+}
 
 /**
  * The nodes a run executes, in dependency order: everything the output nodes need, nothing else.
@@ -45,6 +78,23 @@ export function resolveParams(graph: Graph): Record<string, Record<string, unkno
     const params: Record<string, unknown> = {};
     for (const [name, p] of Object.entries(def?.params ?? {})) params[name] = own(node.params, name) ?? p.default;
     out[id] = params;
+  }
+  return out;
+}
+
+/**
+ * The model folders a plan's nodes read (params of kind `path` under the `models` root), by node and field: what a
+ * scale-out run is routed by. Read from the definitions, so a new loader node needs nothing here.
+ */
+export function modelPathsOf(plan: RunPlan): { node: string; field: string; path: string }[] {
+  const out: { node: string; field: string; path: string }[] = [];
+  for (const id of plan.order) {
+    const def = getNodeDef(plan.graph.nodes[id]!.type);
+    for (const [name, p] of Object.entries(def?.params ?? {})) {
+      const value = plan.params[id]![name];
+      // An optional path left empty names no file (LoadModel's `vae`: the model's own).
+      if (p.kind === 'path' && p.root === 'models' && typeof value === 'string' && value !== '') out.push({ node: id, field: `params.${name}`, path: value });
+    }
   }
   return out;
 }

@@ -1,25 +1,33 @@
 import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
 import { own, parseGraph } from '../../nodes/graph-format.js';
-import { resolveModes } from '../../nodes/graph-modes.js';
 import type { NodeDef } from '../../nodes/define.js';
 import { getNodeDef, socketsCompatible } from '../../nodes/index.js';
 import { checkParamValue } from '../../nodes/param-check.js';
+import { planRun, resolveRunGraph, type RunPlan } from './plan.js';
 
 // Param checks live in the contract, so the client library's graph builder applies the same ones.
 export { checkParamValue, isConfined } from '../../nodes/param-check.js';
 
-export type ValidationResult = { graph: Graph; issues: [] } | { graph: Graph | null; issues: GraphIssue[] };
+/**
+ * `graph` is the graph as submitted (after format migration), never rewritten: its muted and bypassed nodes, groups,
+ * notes and `ui` are what a run stores and writes into its PNGs. `plan` is what runs, once the graph is valid.
+ */
+export type ValidationResult =
+  | { graph: Graph; plan: RunPlan; issues: [] }
+  | { graph: Graph | null; plan: null; issues: GraphIssue[] };
 
 /**
  * Every check a graph must pass before anything runs, all reported at once: format, node types, links,
- * socket types, cycles, params. Paths are checked lexically here (no escape from their root); whether the
- * file exists is the node's business at run time.
+ * socket types, cycles, params. The checks look at the graph as it will run: planning resolves the node modes
+ * first (a muted node is not checked, a link through a bypassed node is checked where it really comes from), and a
+ * valid graph comes back with that plan, so nothing downstream plans or validates it again. Paths are checked
+ * lexically here (no escape from their root); what the files hold is admission's business (server/engine/prepare.ts).
  */
 export function validateGraph(value: unknown): ValidationResult {
   const parsed = parseGraph(value);
-  if (!parsed.graph) return parsed;
-  // What runs is the graph without its muted and bypassed nodes; its links are checked as they will be used.
-  const { graph, issues } = resolveModes(parsed.graph, getNodeDef);
+  if (!parsed.graph) return { graph: null, plan: null, issues: parsed.issues };
+  const submitted = parsed.graph;
+  const { graph, issues } = resolveRunGraph(submitted);
   let hasOutput = false;
 
   for (const [id, node] of Object.entries(graph.nodes)) {
@@ -44,7 +52,7 @@ export function validateGraph(value: unknown): ValidationResult {
       message: `cycle through nodes ${cycle.map((n) => `"${n}"`).join(' → ')} → "${cycle[0]}"`,
     });
   }
-  return issues.length ? { graph, issues } : { graph, issues: [] };
+  return issues.length ? { graph: submitted, plan: null, issues } : { graph: submitted, plan: planRun(submitted, graph), issues: [] };
 }
 
 function checkInputs(graph: Graph, id: string, def: NodeDef, issues: GraphIssue[]): void {

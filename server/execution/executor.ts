@@ -12,10 +12,10 @@ import type { SdModel } from '../sd/sd-model.js';
 import type { NodeCache } from '../engine/cache.js';
 import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../engine/errors.js';
 import type { ExecutionEvent, OutputFile, RunResult } from '../engine/events.js';
-import { planExecution, resolveParams } from '../engine/plan.js';
-import { preflightGraph, type PreflightOptions } from '../execution/preflight.js';
+import { RunPlan } from '../engine/plan.js';
+import { prepareRun } from '../engine/prepare.js';
+import { preflightGraph, type PreflightOptions } from './preflight.js';
 import type { StepGate } from '../engine/step-gate.js';
-import { validateGraph } from '../engine/validate.js';
 
 export interface ExecuteOptions {
   readonly roots: { readonly models: string; readonly input: string; readonly output: string };
@@ -27,15 +27,19 @@ export interface ExecuteOptions {
   readonly previewEvery?: number;
   /** Test-only: sampler steps wait at this gate (see step-gate.ts). */
   readonly stepGate?: StepGate;
-  /** The memory budget and measured activations to check the run against before any node runs. */
+  /** The memory budget and measured activations to admit a graph (not a plan) against before any node runs. */
   readonly admission?: Pick<PreflightOptions, 'maxRunMemory' | 'activations'>;
+  /** What a LoadModel's `auto` provider means here (a scale-out worker's --provider); default: auto's own choice. */
+  readonly defaultProvider?: ProviderChoice;
 }
 
 /**
- * Validates, plans and runs a graph. Nodes run in dependency order; NOISE/SALIENCY nodes become functions that
- * a DDIMStep loop calls at each timestep, memoised per step, so a branch that a switch does not take costs nothing.
+ * Runs a plan, or validates, plans and admits a graph first (prepareRun: every issue at once, as a
+ * GraphValidationError, before any model loads). A plan was prepared already (serve's submission) and is not checked
+ * again. Nodes run in dependency order; NOISE/SALIENCY nodes become functions that a sampling loop calls at each
+ * timestep, memoised per step, so a branch that a switch does not take costs nothing.
  */
-export async function executeGraph(input: Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
+export async function executeGraph(input: RunPlan | Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
   try {
     return await execute(input, options);
   } catch (err) {
@@ -45,19 +49,23 @@ export async function executeGraph(input: Graph | unknown, options: ExecuteOptio
   }
 }
 
-async function execute(input: Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
+async function execute(input: RunPlan | Graph | unknown, options: ExecuteOptions): Promise<RunResult> {
   const started = performance.now();
-  const checked = validateGraph(input);
-  if (checked.issues.length || !checked.graph) throw new GraphValidationError(checked.issues);
-  const graph = checked.graph;
   const roots = { models: path.resolve(options.roots.models), input: path.resolve(options.roots.input), output: path.resolve(options.roots.output) };
-  // Sizes and steps against the models' metadata (serve already checked these, and memory, at admission; a
-  // scale-out worker passes its own memory budget here).
-  const preflight = await preflightGraph(graph, { roots, ...options.admission });
-  if (preflight.length) throw new GraphValidationError(preflight);
+  let plan: RunPlan;
+  if (input instanceof RunPlan) {
+    plan = input;
+  } else {
+    // The CLI, a scale-out worker and a run re-queued by a restart come with a graph: the same checks as submission.
+    const prepared = await prepareRun(input, (p) => preflightGraph(p, {
+      roots, ...options.admission, ...(options.defaultProvider ? { provider: options.defaultProvider } : {}),
+    }));
+    if (!prepared.ok) throw new GraphValidationError(prepared.issues);
+    plan = prepared.plan;
+  }
+  const { graph, params } = plan;
   const signal = options.signal ?? new AbortController().signal;
   const emit = (e: ExecutionEvent): void => options.onEvent?.(e);
-  const params = resolveParams(graph);
   const acquired: SdModel[] = [];
   const outputs: OutputFile[] = [];
   const timings: Record<string, number> = {};
@@ -69,14 +77,17 @@ async function execute(input: Graph | unknown, options: ExecuteOptions): Promise
   const contextFor = (id: string, nodeType: string): RunContext => ({
     node: id,
     nodeType,
-    graph,
+    plan,
     roots,
     models: options.models,
     signal,
     previewEvery: options.previewEvery ?? 0,
     emit,
-    acquireModel: async (absDir, provider) => {
-      const m = await options.models.acquire(absDir, provider as ProviderChoice);
+    acquireModel: async (source, provider) => {
+      const choice = provider === 'auto' && options.defaultProvider ? options.defaultProvider : (provider as ProviderChoice);
+      // A checkpoint's first use builds its ONNX graphs: shown as the loader's progress, part by part (t has no
+      // meaning here; 0 keeps the event's shape).
+      const m = await options.models.acquire(source, choice, (_part, done, total) => emit({ type: 'progress', node: id, step: done, steps: total, t: 0 }));
       acquired.push(m);
       if (!callsBefore.has(m)) callsBefore.set(m, m.unetCalls);
       return m;
@@ -91,11 +102,11 @@ async function execute(input: Graph | unknown, options: ExecuteOptions): Promise
     gateStep: async (step, steps) => {
       await options.stepGate?.pass({ node: id, step, steps }, signal);
     },
-    error: (message, field) => new NodeExecutionError(id, nodeType, message, undefined, field),
+    error: (message, field, cause) => new NodeExecutionError(id, nodeType, message, cause, field),
   });
 
   try {
-    for (const id of planExecution(graph)) {
+    for (const id of plan.order) {
       if (signal.aborted) throw new RunCancelledError();
       const node = graph.nodes[id]!;
       const def = getNodeDef(node.type)!;
@@ -152,7 +163,7 @@ async function execute(input: Graph | unknown, options: ExecuteOptions): Promise
   }
   const unetCalls: Record<string, number> = {};
   for (const [m, before] of callsBefore) unetCalls[m.key] = m.unetCalls - before;
-  const usedModels = [...callsBefore.keys()].map((m) => ({ key: m.key, folder: m.folder.dir, provider: m.provider, fallbacks: m.providerFallbacks }));
+  const usedModels = [...callsBefore.keys()].map((m) => ({ key: m.key, folder: m.checkpoint ?? m.folder.dir, provider: m.provider, fallbacks: m.providerFallbacks }));
   return { outputs, timings, unetCalls, cachedNodes, models: usedModels, ms: performance.now() - started };
 }
 

@@ -53,8 +53,3 @@ export function decodeBytes(f: ModelMemoryFacts, batch: number, pixels: number):
   return 4 * batch * VAE_LIVE_MAPS * f.vaeWidth * pixels;
 }
 
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `${Math.ceil(n / 1024)} KiB`;
-}

@@ -1,13 +1,19 @@
 import { readFile } from 'node:fs/promises';
-import type { Graph, GraphIssue } from '../../nodes/graph-format.js';
+import type { GraphIssue } from '../../nodes/graph-format.js';
 import { own } from '../../nodes/graph-format.js';
-import { resolveInRoot } from '../impls/paths.js';
+import type { RunPlan } from '../engine/plan.js';
+import { redactPaths } from '../engine/redact.js';
+import { implementationOf } from '../impls/index.js';
+import type { AdmitFacts, AdmittedModel } from '../impls/types.js';
 import type { ActivationStore } from '../sd/activation-store.js';
-import { inspectModelFolder, vaeFactorFromConfig } from '../sd/model-folder.js';
-import type { SchedulerConfig } from '../sd/scheduler.js';
-import { DDIMSchedule, parseSchedulerConfig } from '../sd/scheduler.js';
-import { decodeBytes, formatBytes, memoryFacts, unetCallBytes, type ModelMemoryFacts } from './memory-model.js';
-import { resolveParams } from '../engine/plan.js';
+import path from 'node:path';
+import type { CheckpointDescription } from '../checkpoint/describe.js';
+import { describeCheckpointFile, familySchedulerConfig } from '../sd/checkpoint-folder.js';
+import { inspectModelFolder, readJsonIfExists, vaeFactorFromConfig } from '../sd/model-folder.js';
+import { VaeSourceError, pathKind, sourceKey, type ModelSource } from '../sd/model-source.js';
+import { parseSchedulerConfig } from '../sd/scheduler.js';
+import { formatBytes } from '../engine/format-bytes.js';
+import { decodeBytes, memoryFacts, unetCallBytes, type ModelMemoryFacts } from './memory-model.js';
 
 export interface PreflightOptions {
   readonly roots: { readonly models: string };
@@ -15,26 +21,53 @@ export interface PreflightOptions {
   readonly maxRunMemory?: number;
   /** Measured UNet activations (activation-profiler.ts); a UNet not in it yet is estimated from its config. */
   readonly activations?: Pick<ActivationStore, 'lookup'>;
+  /** What a LoadModel's `auto` provider stands for where the run executes (a worker's --provider). Default `auto`. */
+  readonly provider?: string;
 }
 
-interface ModelFacts {
-  readonly vaeFactor: number | null;
-  /** Latent sides must be multiples of this: 2^(UNet levels − 1), as an ONNX export traced at such a size needs. */
-  readonly unetFactor: number | null;
-  readonly scheduler: SchedulerConfig | null;
+/** The largest latent a run makes: the memory estimate's size. */
+interface Peak {
+  readonly node: string;
+  readonly field: string;
+  readonly batch: number;
+  readonly latentPixels: number;
+  readonly imagePixels: number;
+}
+
+/** What admission reads of a model folder: the hooks' view, plus the memory model's facts. */
+interface ModelFacts extends AdmittedModel {
   readonly memory: ModelMemoryFacts;
 }
 
-async function modelFacts(dir: string, activations: PreflightOptions['activations']): Promise<ModelFacts | null> {
-  let folder;
+async function modelFacts(source: ModelSource, options: PreflightOptions, describe: (file: string) => Promise<CheckpointDescription>): Promise<ModelFacts> {
   try {
-    folder = await inspectModelFolder(dir);
-  } catch {
-    return null; // LoadModel names the problem when the run starts, with its field
+    const own = source.kind === 'checkpoint' ? await checkpointFacts(source.path, describe, source.prediction) : await folderFacts(source.path, options);
+    if (source.vae === null) return own;
+    let vae;
+    try {
+      vae = await vaeFacts(source.vae, describe);
+    } catch (err) {
+      throw new VaeSourceError((err as Error).message, { cause: err });
+    }
+    return { ...own, vaeFactor: vae.vaeFactor, memory: { ...own.memory, vaeWidth: vae.vaeWidth } };
+  } catch (err) {
+    // Clients must not learn the server's layout: files are named relative to the models root.
+    const message = redactPaths((err as Error).message, { models: options.roots.models });
+    throw err instanceof VaeSourceError ? new VaeSourceError(message, { cause: err }) : new Error(message, { cause: err });
   }
-  let scheduler: SchedulerConfig | null = null;
+}
+
+async function folderFacts(dir: string, options: PreflightOptions): Promise<ModelFacts> {
+  const folder = await inspectModelFolder(dir);
+  let schedulerJson: unknown = null;
   try {
-    scheduler = parseSchedulerConfig(JSON.parse(await readFile(folder.schedulerConfigFile, 'utf8')));
+    schedulerJson = JSON.parse(await readFile(folder.schedulerConfigFile, 'utf8'));
+  } catch {
+    // reported by LoadModel at run time
+  }
+  let scheduler = null;
+  try {
+    scheduler = schedulerJson === null ? null : parseSchedulerConfig(schedulerJson);
   } catch {
     // reported by LoadModel at run time
   }
@@ -43,82 +76,117 @@ async function modelFacts(dir: string, activations: PreflightOptions['activation
     vaeFactor: vaeFactorFromConfig(folder.vaeConfig),
     unetFactor: Array.isArray(levels) && levels.length > 0 ? 2 ** (levels.length - 1) : null,
     scheduler,
-    memory: memoryFacts(folder, (await activations?.lookup(folder.parts.unet).catch(() => null)) ?? null),
+    schedulerJson,
+    memory: memoryFacts(folder, (await options.activations?.lookup(folder.parts.unet).catch(() => null)) ?? null),
   };
 }
 
-/**
- * The checks that need the model folders' metadata, done before a run is queued so that they fail with the node
- * and field instead of deep inside ONNX Runtime: image sizes against the VAE and UNet factors, steps against
- * the scheduler, and the run's estimated peak memory against the budget. The graph must be valid already.
- */
-export async function preflightGraph(graph: Graph, options: PreflightOptions): Promise<GraphIssue[]> {
-  const params = resolveParams(graph);
-  const facts = new Map<string, ModelFacts | null>();
-  for (const [id, node] of Object.entries(graph.nodes)) {
-    if (node.type !== 'LoadModel') continue;
-    const dir = resolveInRoot(options.roots.models, String(params[id]!.path));
-    facts.set(id, dir ? await modelFacts(dir, options.activations) : null);
-  }
-  const modelOf = (id: string): ModelFacts | null => {
-    const link = own(own(graph.nodes, id)?.inputs, 'model');
-    return link ? facts.get(link.node) ?? null : null;
+/** A checkpoint's facts from its tensors' shapes: nothing is built to admit it (a build takes minutes). */
+async function checkpointFacts(file: string, describe: (file: string) => Promise<CheckpointDescription>, prediction: ModelSource['prediction']): Promise<ModelFacts> {
+  const d = await describe(file);
+  const arch = d.architecture;
+  if (!arch || d.unsupported !== null) throw new Error(d.unsupported ?? `${file}: not a Stable Diffusion checkpoint`);
+  const { unet, vae } = arch;
+  // The samplers see ε whatever the model predicts (PredictNoise converts), as SdModel.load arranges for loaded models.
+  const schedulerJson = { ...familySchedulerConfig(prediction === 'auto' ? d.prediction.value : prediction), prediction_type: 'epsilon' };
+  const heads = unet.numHeads ?? Math.max(1, unet.modelChannels / (unet.headChannels ?? unet.modelChannels));
+  return {
+    vaeFactor: 2 ** (vae.chMult.length - 1),
+    unetFactor: 2 ** (unet.channelMult.length - 1),
+    scheduler: parseSchedulerConfig(schedulerJson),
+    schedulerJson,
+    memory: {
+      unetWidth: unet.modelChannels * unet.channelMult[0]!,
+      selfAttentionHeads: unet.attentionLevels[0] ? heads : 0,
+      vaeWidth: vae.ch * vae.chMult[0]!,
+      measuredUnet: null,
+    },
   };
+}
 
+/** The VAE a LoadModel's `vae` names: a file (bare, prefixed or diffusers keys) or an ONNX folder. */
+async function vaeFacts(vae: string, describe: (file: string) => Promise<CheckpointDescription>): Promise<{ vaeFactor: number | null; vaeWidth: number }> {
+  if ((await pathKind(vae)) === 'folder') {
+    const dir = (await pathKind(path.join(vae, 'vae_decoder'))) === 'folder' ? path.join(vae, 'vae_decoder') : vae;
+    if ((await pathKind(path.join(dir, 'model.onnx'))) !== 'file') throw new Error(`VAE folder ${vae} has no vae_decoder/model.onnx`);
+    const config = await readJsonIfExists(path.join(dir, 'config.json'));
+    return { vaeFactor: vaeFactorFromConfig(config), vaeWidth: memoryFacts({ unetConfig: null, vaeConfig: config }).vaeWidth };
+  }
+  const d = await describe(vae);
+  const arch = d.standaloneVae ?? d.architecture?.vae;
+  if (!arch) throw new Error(`VAE ${vae} is not a VAE: ${d.unsupported ?? 'no AutoencoderKL weights'}`);
+  return { vaeFactor: 2 ** (arch.chMult.length - 1), vaeWidth: arch.ch * arch.chMult[0]! };
+}
+
+/**
+ * Admission: the checks that need the model folders' metadata, made before a run is queued (and by `fusegraph
+ * validate` and `run`) so that they fail with the node and field instead of deep inside ONNX Runtime. Each node's
+ * implementation says what to check in its `admit` hook (model folders, image sizes against the VAE and UNet factors,
+ * steps against the scheduler), run in plan order; then the run's estimated peak memory, from what the hooks declared,
+ * is checked against the budget. Nothing here knows a node type by name.
+ */
+export async function preflightGraph(plan: RunPlan, options: PreflightOptions): Promise<GraphIssue[]> {
+  const { graph } = plan;
   const issues: GraphIssue[] = [];
-  let largest: { node: string; batch: number; latentPixels: number; imagePixels: number } | null = null;
-  for (const [id, node] of Object.entries(graph.nodes)) {
-    const p = params[id]!;
-    const m = modelOf(id);
-    if (node.type === 'DDIMStep' && m?.scheduler) {
-      try {
-        new DDIMSchedule(m.scheduler, Number(p.steps));
-      } catch (err) {
-        issues.push({
-          node: id, field: 'params.steps', code: 'param_range',
-          message: `the model's scheduler cannot take ${String(p.steps)} steps: ${(err as Error).message}`,
-          expected: `at most ${maxSteps(m.scheduler)}`, actual: String(p.steps),
-        });
-      }
+  const folders = new Map<string, Promise<ModelFacts>>();
+  const descriptions = new Map<string, Promise<CheckpointDescription>>();
+  const describe = (file: string): Promise<CheckpointDescription> => {
+    let pending = descriptions.get(file);
+    if (!pending) {
+      pending = describeCheckpointFile(file).catch((err: unknown) => {
+        throw new Error(redactPaths((err as Error).message, { models: options.roots.models }), { cause: err });
+      });
+      descriptions.set(file, pending);
     }
-    if (node.type !== 'NoiseLatent' || !m) continue;
-    const width = Number(p.width);
-    const height = Number(p.height);
-    const batch = Number(p.batch);
-    const f = m.vaeFactor ?? 1;
-    let sizeOk = true;
-    for (const [field, side] of [['width', width], ['height', height]] as const) {
-      const step = f * (m.unetFactor ?? 1);
-      if (side % step === 0) continue;
-      sizeOk = false;
-      const why = side % f !== 0
-        ? `is not a multiple of the model's VAE factor ${f}`
-        : `gives a latent side of ${side / f}, which the UNet (downsampling by ${m.unetFactor}) cannot divide evenly`;
-      issues.push({ node: id, field: `params.${field}`, code: 'param_range', message: `${field} ${side} ${why}`, expected: `a multiple of ${step}`, actual: String(side) });
-    }
-    const latentPixels = (width / f) * (height / f);
-    if (sizeOk && (!largest || batch * latentPixels > largest.batch * largest.latentPixels)) {
-      largest = { node: id, batch, latentPixels, imagePixels: width * height };
-    }
+    return pending;
+  };
+  /** The model each node's MODEL output carries, as its loader admitted it (null: unreadable, already reported). */
+  const provided = new Map<string, ModelFacts | null>();
+  const unetModels = new Set<ModelFacts>();
+  const vaeModels = new Set<ModelFacts>();
+  let largest: Peak | null = null;
+
+  for (const id of plan.order) {
+    const node = graph.nodes[id]!;
+    const impl = implementationOf(node.type);
+    if (!impl?.admit) continue;
+    const facts: AdmitFacts = {
+      node: id,
+      roots: options.roots,
+      provider: options.provider ?? 'auto',
+      inspectModel: (source) => {
+        const key = sourceKey(source, '');
+        let pending = folders.get(key);
+        if (!pending) folders.set(key, (pending = modelFacts(source, options, describe)));
+        return pending;
+      },
+      describeCheckpoint: describe,
+      provideModel: (model) => provided.set(id, model as ModelFacts),
+      model: (input) => {
+        const link = own(node.inputs, input);
+        return link ? provided.get(link.node) ?? null : null;
+      },
+      usesLatent: (latent, field) => {
+        if (!largest || latent.batch * latent.latentPixels > largest.batch * largest.latentPixels) largest = { node: id, field, ...latent };
+      },
+      usesUnet: (model) => unetModels.add(model as ModelFacts),
+      usesVae: (model) => vaeModels.add(model as ModelFacts),
+      report: (issue) => issues.push({ node: id, ...issue }),
+    };
+    await impl.admit(plan.params[id] as never, facts);
   }
 
-  if (options.maxRunMemory !== undefined && largest) {
-    // Every model a PredictNoise uses may be mid-call at once (one worker each); decodes run after sampling.
-    const unetModels = new Set<ModelFacts>();
-    const vaeModels = new Set<ModelFacts>();
-    for (const [id, node] of Object.entries(graph.nodes)) {
-      const m = modelOf(id);
-      if (m && node.type === 'PredictNoise') unetModels.add(m);
-      if (m && node.type === 'Decode') vaeModels.add(m);
-    }
-    const { batch, latentPixels, imagePixels } = largest;
+  const peak = largest as Peak | null; // assigned inside the closures above, which narrowing does not follow
+  if (options.maxRunMemory !== undefined && peak) {
+    // Every model a noise prediction uses may be mid-call at once (one worker each); decodes run after sampling.
+    const { batch, latentPixels, imagePixels } = peak;
     const sampling = [...unetModels].reduce((sum, m) => sum + unetCallBytes(m.memory, 2 * batch, latentPixels), 0);
     const decoding = Math.max(0, ...[...vaeModels].map((m) => decodeBytes(m.memory, batch, imagePixels)));
     const need = Math.max(sampling, decoding);
     if (need > options.maxRunMemory) {
       const measured = sampling >= decoding && [...unetModels].every((m) => m.memory.measuredUnet) ? ' (UNet activations as measured on the model)' : '';
       issues.push({
-        node: largest.node, field: 'params.width', code: 'too_large',
+        node: peak.node, field: peak.field, code: 'too_large',
         message: `this latent (width × height × batch) needs about ${formatBytes(need)} at its peak${measured}, more than the ` +
           `per-run budget of ${formatBytes(options.maxRunMemory)} (--max-run-memory); use a smaller size or batch`,
         expected: `≤ ${formatBytes(options.maxRunMemory)}`, actual: formatBytes(need),
@@ -126,20 +194,4 @@ export async function preflightGraph(graph: Graph, options: PreflightOptions): P
     }
   }
   return issues;
-}
-
-/** The most DDIM steps a scheduler config accepts (what DDIMSchedule itself would refuse beyond). */
-function maxSteps(config: SchedulerConfig): number {
-  let lo = 1;
-  let hi = config.num_train_timesteps;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    try {
-      new DDIMSchedule(config, mid);
-      lo = mid;
-    } catch {
-      hi = mid - 1;
-    }
-  }
-  return lo;
 }

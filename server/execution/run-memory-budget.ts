@@ -2,7 +2,7 @@ import { freemem } from 'node:os';
 import { queryGpuMemory } from '../runtime/gpu-memory.js';
 import type { ProviderChoice } from '../runtime/providers.js';
 import { providerCandidates } from '../runtime/providers.js';
-import { formatBytes } from './memory-model.js';
+import { formatBytes } from '../engine/format-bytes.js';
 
 /**
  * The share of the free memory a run may plan to use by default: the rest is for the models' weights (loaded after

@@ -58,6 +58,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { models, cache, idle, activations } = residency;
   const roots = { models: o.modelsRoot, input: o.inputRoot, output: o.outputRoot };
   const stepGate = o.testHooks && !scaleOut ? new StepGate() : undefined;
+  const admission = { maxRunMemory: o.maxRunMemory, ...(activations ? { activations } : {}) };
   const queue = new RunQueue({
     store,
     concurrency: o.concurrency,
@@ -69,10 +70,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     keepRuns: o.keepRuns,
     ...(o.keepDays !== undefined ? { keepDays: o.keepDays } : {}),
     ...(scaleOut ? { capacity: () => scaleOut.capacity() } : {}),
+    // A run submitted by this process runs its plan as admitted; one re-queued by a restart is prepared again first.
     execute: scaleOut
       ? scaleOut.execute
-      : (graph, ctx) => idle.around(() =>
-        executeGraph(graph, { roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate })),
+      : (graph, ctx) => idle.around(() => executeGraph(ctx.plan ?? graph, {
+        roots, models, cache, signal: ctx.signal, onEvent: ctx.onEvent, previewEvery: o.previewEvery, stepGate, admission,
+      })),
   });
   if (scaleOut) scaleOut.onCapacity = () => queue.wake();
   const localWorker = scaleOut && o.localWorker
@@ -85,12 +88,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),
     })
     : undefined;
-  // One submission path for HTTP and WebSocket. With scale-out the model folders live on the workers: the API node
-  // checks that a live worker serves the run's models, and the worker's executor runs the size, steps and memory checks
-  // (preflight) before any step.
+  // One submission and check path for HTTP and WebSocket. With scale-out the model folders live on the workers: the
+  // API node checks that a live worker serves the run's models, and the worker admits the run (sizes, steps, memory)
+  // against its own folders before any step.
   const submit = submitter(queue, scaleOut
-    ? (graph) => Promise.resolve(scaleOut.routingIssues(graph))
-    : (graph) => preflightGraph(graph, { roots, maxRunMemory: o.maxRunMemory, ...(activations ? { activations } : {}) }));
+    ? (plan) => Promise.resolve(scaleOut.routingIssues(plan))
+    : (plan) => preflightGraph(plan, { roots, ...admission }));
   const hub = new WsHub({
     queue, submit, token: o.token, outputRoot: o.outputRoot, log: o.log,
     ...(o.wsBacklogBytes !== undefined ? { backlogBytes: o.wsBacklogBytes } : {}),

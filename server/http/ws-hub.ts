@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { validateGraph } from '../engine/validate.js';
 import { originAllowed, requestHasToken, sameSecret } from './auth.js';
 import { ProgressThrottle } from './progress-throttle.js';
 import { rateLimitedLog } from './rate-limited-log.js';
@@ -208,7 +207,11 @@ export class WsHub {
         return this.send(client, { type: 'queue_state', ...ref(frame), ...state });
       }
       case 'validate':
-        return this.send(client, { type: 'validated', ...ref(frame), issues: validateGraph(frame.graph).issues });
+        // The same checks as a `run` frame's (validation and admission), so `validated` with no issues means it would be queued.
+        return this.send(client, this.opts.submit.check(frame.graph).then(
+          (issues) => ({ type: 'validated', ...ref(frame), issues: [...issues] }),
+          (err: unknown) => ({ type: 'error', ...ref(frame), message: err instanceof Error ? err.message : String(err) }),
+        ));
       case 'subscribe': {
         if (frame.previews !== undefined) client.previews = frame.previews;
         if (frame.runs === 'all') {

@@ -1,8 +1,12 @@
 import type { InputDef, NodeDef, OutputDef, ParamValues } from '../../nodes/define.js';
 import type { PerStepSocket } from '../../nodes/socket-types.js';
-import type { Graph } from '../../nodes/graph-format.js';
+import type { GraphIssue } from '../../nodes/graph-format.js';
 import type { ExecutionEvent, OutputFile } from '../engine/events.js';
+import type { RunPlan } from '../engine/plan.js';
+import type { SchedulerConfig } from '../sd/scheduler.js';
+import type { CheckpointDescription } from '../checkpoint/describe.js';
 import type { ModelManager } from '../sd/model-manager.js';
+import type { ModelSource } from '../sd/model-source.js';
 import type { SdModel, Tensor32 } from '../sd/sd-model.js';
 
 /** The state a sampling loop (DDIMStep, Sampler) hands to per-step (NOISE/SALIENCY) nodes at one model call. */
@@ -13,6 +17,8 @@ export interface StepContext {
   readonly steps: number;
   /** DDPM timestep of this model call (e.g. 991 … 1); fractional for σ-based samplers (Euler: 832.5). */
   readonly t: number;
+  /** ᾱ_t of that input's noise level (1/(1 + σ²) for σ-based samplers). */
+  readonly alphaCumprod: number;
   /** The UNet's input: x_t as the scheduler scales it (`scale_model_input`). */
   readonly x: Tensor32;
   readonly memo: Map<string, Promise<unknown>>;
@@ -55,14 +61,15 @@ export type OutputValues<O extends Record<string, OutputDef>> = { [K in keyof O]
 export interface RunContext {
   readonly node: string;
   readonly nodeType: string;
-  readonly graph: Graph;
+  /** The run's plan: `plan.submitted` is the graph as submitted (what PNGs record), `plan.params` what each node used. */
+  readonly plan: RunPlan;
   readonly roots: { readonly models: string; readonly input: string; readonly output: string };
   readonly models: ModelManager;
   readonly signal: AbortSignal;
   readonly previewEvery: number;
   emit(event: ExecutionEvent): void;
   /** Loads a model for this run; it is released when the run ends. */
-  acquireModel(absDir: string, provider: string): Promise<SdModel>;
+  acquireModel(source: ModelSource, provider: string): Promise<SdModel>;
   /** Every model the run has loaded so far (for PNG metadata). */
   loadedModels(): readonly SdModel[];
   recordOutput(file: OutputFile): void;
@@ -70,12 +77,59 @@ export interface RunContext {
   checkCancelled(): void;
   /** Awaited by a sampler before step `step` (1-based); a no-op unless the server runs with test hooks. */
   gateStep(step: number, steps: number): Promise<void>;
-  /** A clear per-node error to throw; `field` names the param or input at fault. */
-  error(message: string, field?: string): Error;
+  /** A clear per-node error to throw; `field` names the param or input at fault; `cause` (server log only) the original. */
+  error(message: string, field?: string, cause?: unknown): Error;
+}
+
+/** What admission knows of a model folder a loader admitted: its metadata, read without loading any session. */
+export interface AdmittedModel {
+  /** Image side ÷ latent side (2^(VAE levels − 1)); null when the VAE has no config. */
+  readonly vaeFactor: number | null;
+  /** Latent sides must be multiples of this: 2^(UNet levels − 1), as an ONNX export traced at such a size needs. */
+  readonly unetFactor: number | null;
+  /** scheduler_config.json as DDIM reads it, and as the file holds it (the Sampler's schedulers read that); null when unreadable. */
+  readonly scheduler: SchedulerConfig | null;
+  readonly schedulerJson: unknown;
+}
+
+/**
+ * What a node's `admit` hook is given (ComfyUI's VALIDATE_INPUTS, with the model folders' metadata): the run's roots
+ * and provider, the models on its MODEL inputs, a way to declare what the run's peak-memory estimate needs, and one to
+ * report issues on its own node with field and code. Hooks run in plan order, so a loader's model is known before
+ * any node downstream asks for it. server/execution/preflight.ts drives them, for serve, workers and the CLI alike.
+ */
+export interface AdmitFacts {
+  readonly node: string;
+  readonly roots: { readonly models: string };
+  /** The provider a LoadModel's `auto` stands for where the run will execute (a worker's --provider), else `auto`. */
+  readonly provider: string;
+  /**
+   * Reads what a model source is (once per source and run), without loading any session: an ONNX folder's configs,
+   * or a checkpoint's tensors' shapes (and its VAE's); throws with a path-free reason when it cannot.
+   */
+  inspectModel(source: ModelSource): Promise<AdmittedModel>;
+  /** What a checkpoint file is (family, EMA, what is not supported), read once per file and run. */
+  describeCheckpoint(absFile: string): Promise<CheckpointDescription>;
+  /** A loader: the model its MODEL outputs carry to the nodes downstream. */
+  provideModel(model: AdmittedModel): void;
+  /** The model on one of this node's MODEL inputs; null when unlinked or its loader could not read it (and said why). */
+  model(input: string): AdmittedModel | null;
+  /** The run's peak-memory estimate: a latent this node makes (the largest one counts; an issue names `field`). */
+  usesLatent(latent: { readonly batch: number; readonly latentPixels: number; readonly imagePixels: number }, field: string): void;
+  /** The estimate: this model's UNet is called (every UNet of a run may be mid-call at once) / its VAE decodes. */
+  usesUnet(model: AdmittedModel): void;
+  usesVae(model: AdmittedModel): void;
+  /** One issue on this node. */
+  report(issue: Omit<GraphIssue, 'node'>): void;
+}
+
+/** The admission hook both kinds of implementation may carry: checks that need the model folders, before anything runs. */
+interface Admits<D extends NodeDef> {
+  admit?(params: ParamValues<D['params']>, facts: AdmitFacts): Promise<void>;
 }
 
 /** A node computed once per run (or reused from the cross-run cache when `cacheable`). */
-export interface OnceImpl<D extends NodeDef = NodeDef> {
+export interface OnceImpl<D extends NodeDef = NodeDef> extends Admits<D> {
   readonly kind: 'once';
   /** Whether its outputs may be reused by a later run with the same params and upstream. */
   readonly cacheable: boolean;
@@ -88,7 +142,7 @@ export interface OnceImpl<D extends NodeDef = NodeDef> {
 }
 
 /** A node evaluated inside a sampling loop, at most once per step and only when a consumer asks. */
-export interface PerStepImpl<D extends NodeDef = NodeDef> {
+export interface PerStepImpl<D extends NodeDef = NodeDef> extends Admits<D> {
   readonly kind: 'per-step';
   evaluate(step: StepContext, inputs: InputValues<D['inputs']>, params: ParamValues<D['params']>, ctx: RunContext): Promise<unknown>;
 }

@@ -1,6 +1,10 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { findModelFolders, inspectModelFolder, modelFolderStamp } from './model-folder.js';
+import type { CheckpointDescription } from '../checkpoint/describe.js';
+import type { CheckpointCache } from './checkpoint-cache.js';
+import { describeCheckpointFile } from './checkpoint-folder.js';
+import { ModelFolderError, checkModelConfigs, fileStamps, findModelFolders, inspectModelFolder, modelFolderStamp, readJsonIfExists, type ModelFolder } from './model-folder.js';
+import { VaeSourceError, findCheckpointFiles, folderSource, pathKind, sourceKey, type ModelSource } from './model-source.js';
 import { SdModel } from './sd-model.js';
 import type { ProviderChoice } from '../runtime/providers.js';
 import { providerCandidates } from '../runtime/providers.js';
@@ -15,10 +19,21 @@ export interface ModelManagerOptions {
   readonly isolation?: SessionIsolation;
   /** Called with each model once it has loaded (the server measures its UNet's activations: activation-profiler.ts). */
   readonly onLoaded?: (model: SdModel) => void;
+  /** Where checkpoint files are built into ONNX folders; without it only ONNX folders load. */
+  readonly checkpoints?: CheckpointCache;
 }
+
+/** A checkpoint build's progress: which part is being written, and how far. */
+export type BuildProgress = (part: string, done: number, total: number) => void;
 
 export interface ModelListing {
   readonly path: string;
+  /** An ONNX folder, a checkpoint file, or a standalone VAE file (LoadModel's `vae`). */
+  readonly kind: 'folder' | 'checkpoint' | 'vae';
+  /** Checkpoints: sd1, sd2 or sd2-v, whether EMA weights are present, and whether a built copy is cached. */
+  readonly family?: string;
+  readonly ema?: boolean;
+  readonly cached?: boolean;
   readonly bytes: number;
   readonly parts: readonly string[];
   readonly loaded: boolean;
@@ -44,6 +59,7 @@ interface Entry {
  */
 export class ModelManager {
   private readonly entries = new Map<string, Entry>();
+  private readonly descriptions = new Map<string, { stamp: string; description: CheckpointDescription }>();
   private readonly threads: number;
 
   constructor(private readonly options: ModelManagerOptions = {}) {
@@ -54,9 +70,10 @@ export class ModelManager {
    * Loads (or reuses) a model and marks it in use until `release` is called. An idle model whose files changed on
    * disk since it was loaded is reloaded.
    */
-  async acquire(absDir: string, provider: ProviderChoice): Promise<SdModel> {
-    const key = `${path.resolve(absDir)}|${provider}`;
-    const stamp = await modelFolderStamp(absDir);
+  async acquire(what: string | ModelSource, provider: ProviderChoice, onBuild?: BuildProgress): Promise<SdModel> {
+    const source = typeof what === 'string' ? folderSource(what) : what;
+    const key = sourceKey(source, provider);
+    const stamp = await this.stampOf(source);
     let entry = this.entries.get(key);
     if (entry && entry.stamp !== stamp && entry.users === 0) {
       this.entries.delete(key);
@@ -67,7 +84,14 @@ export class ModelManager {
       this.entries.delete(key); // re-insert: Map order is the LRU order
       this.entries.set(key, entry);
     } else {
-      const model = (async () => SdModel.load(key, await inspectModelFolder(absDir), providerCandidates(provider), this.threads, this.options.isolation))();
+      const model = (async () => {
+        const folder = await this.folderOf(source, provider, onBuild);
+        return SdModel.load(key, folder, providerCandidates(provider), this.threads, {
+          ...(this.options.isolation ? { isolation: this.options.isolation } : {}),
+          ...(source.prediction !== 'auto' ? { prediction: source.prediction } : {}),
+          ...(source.kind === 'checkpoint' ? { checkpoint: source.path } : {}),
+        });
+      })();
       entry = { model, stamp, users: 0, bytes: 0 };
       this.entries.set(key, entry);
       model.then(
@@ -88,6 +112,40 @@ export class ModelManager {
     } catch (err) {
       entry.users--;
       throw err;
+    }
+  }
+
+  /** The files whose change means a loaded model is stale. */
+  private async stampOf(source: ModelSource): Promise<string> {
+    const own = source.kind === 'folder' ? await modelFolderStamp(source.path) : await fileStamps([source.path]);
+    return source.vae === null ? own : `${own}|${await fileStamps([source.vae])}`;
+  }
+
+  /**
+   * The ONNX folder a source runs from: the folder itself, or the cached build of a checkpoint (built first when
+   * absent), with a standalone VAE's decoder in place of the model's own when `vae` is set.
+   */
+  private async folderOf(source: ModelSource, provider: ProviderChoice, onBuild?: BuildProgress): Promise<ModelFolder> {
+    const cache = this.options.checkpoints;
+    const needCache = (what: string): CheckpointCache => {
+      if (!cache) throw new Error(`${what} needs the checkpoint cache, which this process was started without`);
+      return cache;
+    };
+    // fp16 weights where the provider computes in fp16; the CPU provider runs fp32 faster (docs/models.md).
+    const precision = providerCandidates(provider)[0] === 'cpu' ? 'float32' : 'float16';
+    const vaeIsFile = source.vae !== null && (await pathKind(source.vae)) === 'file';
+    const dir = source.kind === 'folder'
+      ? source.path
+      : await needCache('a checkpoint file').ensure({ kind: 'model', file: source.path, ema: source.ema, vaeFile: vaeIsFile ? source.vae : null, precision }, onBuild);
+    const folder = await inspectModelFolder(dir);
+    if (source.vae === null || (vaeIsFile && source.kind === 'checkpoint')) return folder;
+    try {
+      const vaeDir = vaeIsFile
+        ? await needCache('a VAE file').ensure({ kind: 'vae', file: source.vae, ema: false, vaeFile: null, precision: 'float32' }, onBuild)
+        : source.vae;
+      return await withVaeFrom(folder, vaeDir);
+    } catch (err) {
+      throw new VaeSourceError(`VAE ${path.basename(source.vae)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -135,7 +193,7 @@ export class ModelManager {
     const loaded = new Map<string, SdModel>();
     for (const entry of this.entries.values()) {
       const m = await entry.model.catch(() => null);
-      if (m) loaded.set(path.resolve(m.folder.dir), m);
+      if (m) loaded.set(m.key.split('|')[0]!, m);
     }
     const result: ModelListing[] = [];
     for (const rel of await findModelFolders(root)) {
@@ -145,16 +203,53 @@ export class ModelManager {
         const m = loaded.get(path.resolve(dir));
         result.push({
           path: rel,
+          kind: 'folder',
           bytes: folder.bytes,
           parts: Object.keys(folder.parts),
           loaded: !!m,
           ...(m ? { provider: m.provider, latentChannels: m.info.latentChannels, vaeFactor: m.info.vaeFactor, scalingFactor: m.info.scalingFactor, dtypes: m.info.dtypes } : {}),
         });
       } catch (err) {
-        result.push({ path: rel, bytes: 0, parts: [], loaded: false, error: (err as Error).message });
+        result.push({ path: rel, kind: 'folder', bytes: 0, parts: [], loaded: false, error: relativeTo(root, (err as Error).message) });
+      }
+    }
+    for (const rel of await findCheckpointFiles(root)) {
+      const file = path.join(root, rel);
+      const m = loaded.get(path.resolve(file));
+      try {
+        const d = await this.describe(file);
+        if (d.layout === 'vae') {
+          result.push({ path: rel, kind: 'vae', bytes: d.bytes, parts: ['vaeDecoder'], loaded: false });
+          continue;
+        }
+        if (d.unsupported !== null) throw new Error(d.unsupported);
+        const cached = (await this.options.checkpoints?.isBuilt({ kind: 'model', file, ema: false, vaeFile: null, precision: 'float32' })) ?? false;
+        result.push({
+          path: rel,
+          kind: 'checkpoint',
+          family: d.family ?? 'sd1',
+          ema: d.hasEma,
+          cached: cached || !!m,
+          bytes: d.bytes,
+          parts: ['textEncoder', 'unet', 'vaeDecoder'],
+          loaded: !!m,
+          ...(m ? { provider: m.provider, latentChannels: m.info.latentChannels, vaeFactor: m.info.vaeFactor, scalingFactor: m.info.scalingFactor, dtypes: m.info.dtypes } : {}),
+        });
+      } catch (err) {
+        result.push({ path: rel, kind: 'checkpoint', bytes: 0, parts: [], loaded: false, error: relativeTo(root, (err as Error).message) });
       }
     }
     return result;
+  }
+
+  /** A checkpoint's description, read once per file version (a listing reads headers, never tensors). */
+  private async describe(file: string): Promise<CheckpointDescription> {
+    const stamp = await fileStamps([file]);
+    const known = this.descriptions.get(file);
+    if (known?.stamp === stamp) return known.description;
+    const description = await describeCheckpointFile(file);
+    this.descriptions.set(file, { stamp, description });
+    return description;
   }
 
   async dispose(): Promise<void> {
@@ -162,4 +257,21 @@ export class ModelManager {
     this.entries.clear();
     for (const e of entries) await (await e.model.catch(() => null))?.dispose();
   }
+}
+
+/** A model folder whose VAE decoder comes from another folder (one with vae_decoder/, or a vae_decoder folder itself). */
+async function withVaeFrom(folder: ModelFolder, vaeDir: string): Promise<ModelFolder> {
+  const decoderDir = (await pathKind(path.join(vaeDir, 'vae_decoder'))) === 'folder' ? path.join(vaeDir, 'vae_decoder') : vaeDir;
+  const onnx = path.join(decoderDir, 'model.onnx');
+  if ((await pathKind(onnx)) !== 'file') throw new ModelFolderError(`VAE folder ${vaeDir} has no vae_decoder/model.onnx`, vaeDir);
+  const configFile = path.join(decoderDir, 'config.json');
+  const config = await readJsonIfExists(configFile);
+  checkModelConfigs([{ file: configFile, json: config, kind: 'vae' }]);
+  return { ...folder, parts: { ...folder.parts, vaeDecoder: onnx }, vaeConfig: config ?? folder.vaeConfig };
+}
+
+/** Error texts for a listing name files relative to the models root: clients need not see the server's layout. */
+function relativeTo(root: string, message: string): string {
+  const abs = path.resolve(root) + path.sep;
+  return message.split(abs).join('');
 }

@@ -63,10 +63,24 @@ export class SdModel {
     /** scheduler_config.json as parsed JSON: each non-DDIM sampler reads it with its own class defaults. */
     readonly schedulerJson: unknown,
     readonly info: ModelInfo,
+    /**
+     * What the UNet predicts. PredictNoise turns a v-prediction into ε before guidance, so saliency, blending and
+     * every sampler see one parameterisation; `schedulerConfig` therefore always says epsilon.
+     */
+    readonly prediction: 'epsilon' | 'v_prediction' | 'sample',
+    /** The checkpoint file this model was built from (its folder is then a cached build), or null for a folder. */
+    readonly checkpoint: string | null,
     private readonly host: SessionHost,
   ) {}
 
-  static async load(key: string, folder: ModelFolder, providers: readonly Provider[], threads: number, isolation?: SessionIsolation): Promise<SdModel> {
+  static async load(
+    key: string,
+    folder: ModelFolder,
+    providers: readonly Provider[],
+    threads: number,
+    opts: { isolation?: SessionIsolation; prediction?: 'epsilon' | 'v_prediction'; checkpoint?: string } = {},
+  ): Promise<SdModel> {
+    const { isolation, prediction } = opts;
     const host = new SessionHost(isolation);
     // Sessions load in the worker while this thread reads the tokenizer and scheduler files.
     const opening = host.open({ ...folder.parts }, providers, threads);
@@ -78,8 +92,11 @@ export class SdModel {
       ]);
       const parts = opened.parts as Record<PartName, PartMeta>;
       const info = SdModel.describe(folder, parts);
+      const declared = scheduler.config.prediction_type;
+      const predicts = prediction ?? declared;
+      const asEpsilon = { config: { ...scheduler.config, prediction_type: 'epsilon' as const }, json: withEpsilon(scheduler.json) };
       return new SdModel(
-        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, scheduler.config, scheduler.json, info, host,
+        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, asEpsilon.config, asEpsilon.json, info, predicts, opts.checkpoint ?? null, host,
       );
     } catch (err) {
       await opening.catch(() => undefined);
@@ -198,10 +215,17 @@ export class SdModel {
     return { data, shape: [n, ...outShape.slice(1)] };
   }
 
-  /** SHA-256 of each part's model.onnx, computed once per load (written into PNG metadata). */
+  /**
+   * SHA-256 of each part's model.onnx, computed once per load (written into PNG metadata); for a model built from a
+   * checkpoint also the checkpoint file's (`checkpoint`) and A1111's short hash of it (its first 10 hex digits).
+   */
   fileHashes(): Promise<Record<string, string>> {
     this.hashes ??= (async () => {
       const result: Record<string, string> = {};
+      if (this.checkpoint) {
+        result['checkpoint'] = await sha256File(this.checkpoint);
+        result['checkpoint_short'] = result['checkpoint'].slice(0, 10);
+      }
       for (const [part, file] of Object.entries(this.folder.parts)) result[part] = await sha256File(file);
       return result;
     })();
@@ -220,6 +244,11 @@ async function readSchedulerConfig(file: string): Promise<{ config: SchedulerCon
   } catch (err) {
     throw new ModelFolderError(`${file}: ${(err as Error).message}`, file);
   }
+}
+
+/** The scheduler JSON as the samplers read it: ε, since PredictNoise converts other predictions first. */
+function withEpsilon(json: unknown): unknown {
+  return typeof json === 'object' && json !== null && !Array.isArray(json) ? { ...json, prediction_type: 'epsilon' } : json;
 }
 
 /** A float input as the model declares it; `owned` makes sure the data is a fresh array the feed alone holds. */

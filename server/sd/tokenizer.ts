@@ -1,5 +1,5 @@
 // CLIP byte-level BPE tokenizer, behaving like transformers' fast / v5 CLIPTokenizer
-// (the SD 1.x tokenizer files: vocab.json, merges.txt, special tokens; see test/fixtures/clip-tokenizer).
+// (the SD 1.x tokenizer files: vocab.json, merges.txt, special tokens; shipped in server/sd/clip-tokenizer, openai CLIP's vocabulary, MIT).
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -3,6 +3,7 @@ import { collectGarbage } from '../runtime/garbage.js';
 import type { SessionIsolation } from '../runtime/session-channel.js';
 import { ActivationProfiler, type ProfilerEvent } from '../sd/activation-profiler.js';
 import { ActivationStore } from '../sd/activation-store.js';
+import { CheckpointCache, DEFAULT_CHECKPOINT_CACHE_BYTES, checkpointCacheDir } from '../sd/checkpoint-cache.js';
 import { ModelManager } from '../sd/model-manager.js';
 import { IdleRelease } from './idle-release.js';
 
@@ -10,6 +11,8 @@ export interface ModelResidencyOptions {
   /** Where measured UNet activations are kept; none are measured without it. */
   readonly dataDir?: string;
   readonly maxModelMemory?: number;
+  /** Bytes of checkpoint builds kept in `<dataDir>/checkpoints` (least recently used go first). */
+  readonly maxCheckpointCache?: number;
   readonly maxCacheMemory?: number;
   readonly threads?: number;
   /** Where each model's sessions run; default a process per model (session-channel.ts). */
@@ -44,6 +47,11 @@ export function modelResidency(o: ModelResidencyOptions): ModelResidency {
     ? new ActivationProfiler({ store: activations, log: o.log, ...(o.onActivationEvent ? { onEvent: o.onActivationEvent } : {}) })
     : undefined;
   const models = new ModelManager({
+    checkpoints: new CheckpointCache({
+      dir: checkpointCacheDir(o.dataDir ?? '.fusegraph'),
+      maxBytes: o.maxCheckpointCache ?? DEFAULT_CHECKPOINT_CACHE_BYTES,
+      log: (m) => o.log(m),
+    }),
     ...(profiler ? { onLoaded: (m) => profiler.modelLoaded(m) } : {}),
     ...(o.maxModelMemory !== undefined ? { maxBytes: o.maxModelMemory } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),

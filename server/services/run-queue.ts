@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Graph } from '../../nodes/graph-format.js';
 import { RunCancelledError } from '../engine/errors.js';
+import type { RunPlan } from '../engine/plan.js';
 import type { ExecutionEvent, RunResult } from '../engine/events.js';
 import { LiveRun, toRunOutput } from './live-run.js';
 import { toRunError } from './run-error.js';
@@ -9,10 +10,15 @@ import type { QueueState, RunDetail, RunEvent, RunOutput, RunSummary, RunTimings
 
 export type RunEventListener = (event: RunEvent, run: { readonly client_id: string | null }) => void;
 
-/** How the queue runs one graph; start.ts binds it to executeGraph with the shared models and cache. */
+/**
+ * How the queue runs one graph; start.ts binds it to executeGraph with the shared models and cache. `graph` is the
+ * graph as submitted (and stored); `plan` is the plan submission made of it, absent for a run whose plan this process
+ * did not make (re-queued by a restart), which must then be prepared again.
+ */
 export type ExecuteFn = (
   graph: Graph,
   ctx: {
+    plan: RunPlan | undefined;
     runId: string;
     signal: AbortSignal;
     onEvent: (e: ExecutionEvent) => void;
@@ -70,6 +76,8 @@ const PAUSED_KEY = 'queue.paused';
  */
 export class RunQueue {
   private readonly live = new Map<string, LiveRun>();
+  /** The plans of runs submitted by this process and not started yet (a restart re-prepares from the stored graph). */
+  private readonly plans = new Map<string, RunPlan>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly listeners = new Set<RunEventListener>();
   private paused: boolean;
@@ -110,8 +118,11 @@ export class RunQueue {
     return () => this.listeners.delete(listener);
   }
 
-  /** Queues a run at the back, or ahead of every queued run with `front` (ComfyUI's "queue front"). */
-  submit(graph: Graph, clientId: string | null, opts: SubmitOptions = {}): { run_id: string; position: number } {
+  /**
+   * Queues a prepared run (submit-run.ts) at the back, or ahead of every queued run with `front` (ComfyUI's "queue
+   * front"). The graph as submitted is what the store keeps and GET /api/runs/:id shows; the plan is what runs.
+   */
+  submit(plan: RunPlan, clientId: string | null, opts: SubmitOptions = {}): { run_id: string; position: number } {
     if (this.closing) throw new Error('the server is shutting down');
     const max = this.opts.maxActivePerClient ?? 100;
     if (this.opts.store.activeCount(clientId) >= max) {
@@ -121,7 +132,8 @@ export class RunQueue {
       );
     }
     const id = randomUUID();
-    this.opts.store.insert({ id, graph, client_id: clientId, created_at: Date.now() });
+    this.opts.store.insert({ id, graph: plan.submitted, client_id: clientId, created_at: Date.now() });
+    this.plans.set(id, plan);
     opts.beforeEvents?.(id);
     if (opts.front && this.opts.store.moveToFront(id)) this.emitPositions(id);
     const position = this.opts.store.position(id) ?? 0;
@@ -165,6 +177,7 @@ export class RunQueue {
     const run = this.opts.store.getMeta(id);
     if (!run) return { outcome: 'not_found' };
     if (run.status !== 'queued') return { outcome: 'finished', run: this.summarize([run])[0]! };
+    this.plans.delete(id);
     if (this.opts.store.markFinished(id, { status: 'cancelled', finished_at: Date.now() })) {
       this.emit({ type: 'cancelled', run_id: id }, run.client_id);
     }
@@ -314,7 +327,9 @@ export class RunQueue {
       const live = new LiveRun(next.id, next.client_id, next.created_at, startedAt);
       this.live.set(next.id, live);
       this.emit({ type: 'started', run_id: next.id }, next.client_id);
-      const p: Promise<void> = this.execute(next.graph, live)
+      const plan = this.plans.get(next.id);
+      this.plans.delete(next.id);
+      const p: Promise<void> = this.execute(next.graph, plan, live)
         .catch((err: unknown) => this.opts.log(`run ${next.id} could not be recorded`, err))
         .finally(() => {
           this.inFlight.delete(p);
@@ -325,11 +340,12 @@ export class RunQueue {
     }
   }
 
-  private async execute(graph: Graph, live: LiveRun): Promise<void> {
+  private async execute(graph: Graph, plan: RunPlan | undefined, live: LiveRun): Promise<void> {
     const { store } = this.opts;
     let result: RunResult;
     try {
       result = await this.opts.execute(graph, {
+        plan,
         runId: live.id,
         cancelRequested: () => live.cancelRequested,
         onWorker: (name) => store.setWorker(live.id, name),
@@ -386,6 +402,7 @@ export class RunQueue {
           type: 'error', run_id: live.id, node: error.node, message: error.message,
           ...(error.node_type !== undefined ? { node_type: error.node_type } : {}),
           ...(error.field !== undefined ? { field: error.field } : {}),
+          ...(error.code !== undefined ? { code: error.code } : {}),
         },
         live.clientId,
       );

@@ -75,8 +75,30 @@ describe('fusegraph CLI', () => {
     assert.match(r.stderr, /2 problems/);
     assert.match(r.stderr, /node "sample", field "params.steps"/);
     assert.match(r.stderr, /node "eps", field "inputs.latent"/);
-    const ok = await cli(['validate', path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain.json')], ws.root);
+    const ok = await cli([
+      'validate', path.join(REPO_ROOT, 'graphs', 'magicfusion-cross-domain.json'), '--models', ws.models,
+      '--set', 'base_model.path=general', '--set', 'other_model.path=cartoon', '--set', 'noise.width=64', '--set', 'noise.height=64',
+    ], ws.root);
     assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  it('validate makes run\'s checks: a missing model folder and a size the UNet cannot take, with the lines run refuses them with', async () => {
+    const models = path.join(REPO_ROOT, 'models');
+    const issueLines = (text: string): string[] => text.split('\n').filter((l) => l.startsWith('  - '));
+    for (const [what, graph, field] of [
+      ['missing folder', txt2imgGraph('demo/nowhere', { steps: 2, size: 32 }), 'node "model", field "params.path"'],
+      ['width 33', demoGraph(33), 'node "noise", field "params.'],
+    ] as const) {
+      const file = path.join(ws.root, `refused-${what.replace(' ', '-')}.json`);
+      await writeFile(file, JSON.stringify(graph));
+      const validate = await cli(['validate', file, '--models', models], ws.root);
+      assert.equal(validate.code, 1, `${what}: ${validate.stdout}`);
+      const run = await cli(['run', file, '--models', models, '--out', path.join(ws.root, 'out-refused')], ws.root);
+      assert.equal(run.code, 1, what);
+      assert.ok(issueLines(validate.stderr).length > 0 && issueLines(validate.stderr).every((l) => l.includes(field)), validate.stderr);
+      assert.deepEqual(issueLines(validate.stderr), issueLines(run.stderr), what);
+      assert.doesNotMatch(run.stderr, /UNet calls/, `${what}: no model loaded`);
+    }
   });
 
   it('runs the cross-domain graph with --set and writes three PNGs carrying the graph', async () => {

@@ -17,7 +17,7 @@ function fullGraph(): Graph {
     version: 2,
     meta: { name: 'round trip', description: 'every param explicit' },
     nodes: {
-      model: { type: 'LoadModel', params: { path: 'tiny/general', provider: 'cpu' }, ui: { x: 0, y: 0 } },
+      model: { type: 'LoadModel', params: { path: 'tiny/general', provider: 'cpu', ema: false, vae: '', prediction: 'auto' }, ui: { x: 0, y: 0 } },
       prompt: { type: 'EncodePrompt', params: { text: 'a lion\nwith a crown' }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: -40 } },
       uncond: { type: 'EncodePrompt', params: { text: '' }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: 180 } },
       x_t: { type: 'NoiseLatent', params: { seed: 4294967295, width: 64, height: 48, batch: 2 }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: 400 } },

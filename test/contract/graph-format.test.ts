@@ -120,7 +120,8 @@ describe('a v1 graph enters through every door', () => {
     const bin = path.join(REPO_ROOT, 'bin', 'fusegraph.js');
     const args = ['--models', sandbox.modelsRoot, '--out', sandbox.outputRoot];
     const env = { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' };
-    await run(process.execPath, [bin, 'validate', file], { env });
+    // validate makes run's checks, the model folders under --models included.
+    await run(process.execPath, [bin, 'validate', file, '--models', sandbox.modelsRoot], { env });
     const { stdout } = await run(process.execPath, [bin, 'run', file, ...args], { env });
     assert.match(stdout, /txt2img_\d+\.png/);
   });

@@ -4,6 +4,7 @@ import { modelsOf, routeOf, routingIssues } from '../../server/services/distribu
 import { Grace, residentElsewhere } from '../../server/services/distributed/preference.js';
 import type { WorkerInfo } from '../../nodes/protocol.js';
 import { bundledGraph } from '../helpers/graphs.js';
+import { validateGraph } from '../../server/engine/validate.js';
 
 function worker(name: string, paths: string[], o: Partial<WorkerInfo> = {}): WorkerInfo {
   return {
@@ -14,7 +15,7 @@ function worker(name: string, paths: string[], o: Partial<WorkerInfo> = {}): Wor
 }
 
 describe('scale-out routing', () => {
-  const demo = bundledGraph('demo-fusion');
+  const demo = validateGraph(bundledGraph('demo-fusion')).plan!;
 
   it('finds the model folders a run loads', () => {
     assert.deepEqual(modelsOf(demo).map((m) => [m.node, m.path]).sort(), [['base_model', 'demo/general'], ['other_model', 'demo/cartoon']]);

@@ -110,7 +110,7 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
         const warning = page.locator('[data-node-id="base_model"] [data-testid=field-warning]');
         await warning.waitFor();
         assert.match((await warning.textContent()) ?? '', /not installed.*demo\/cartoon, demo\/general/);
-        const options = await page.locator('[data-node-id="base_model"] datalist option').evaluateAll((els) => els.map((e) => e.getAttribute('value')));
+        const options = await page.locator('[data-node-id="base_model"] [data-param="path"] datalist option').evaluateAll((els) => els.map((e) => e.getAttribute('value')));
         assert.deepStrictEqual(options, ['demo/cartoon', 'demo/general']);
         // Picking an installed folder clears the flag while typing, before any run.
         const field = page.locator('[data-node-id="base_model"] [data-param="path"] input');

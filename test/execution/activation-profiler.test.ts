@@ -4,6 +4,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { memoryFacts, unetCallBytes } from '../../server/execution/memory-model.js';
 import { preflightGraph } from '../../server/execution/preflight.js';
+import { RunPlan, resolveParams } from '../../server/engine/plan.js';
+import type { Graph } from '../../nodes/graph-format.js';
 import type { ProfilerEvent } from '../../server/sd/activation-profiler.js';
 import { ActivationProfiler, fitActivation } from '../../server/sd/activation-profiler.js';
 import type { MeasuredActivation } from '../../server/sd/activation-store.js';
@@ -95,9 +97,10 @@ describe('UNet activations measured per model on first load (issue 14)', () => {
     assert.deepEqual(stored, measured.get('narrow'), 'found by path, without hashing');
     // 512² at VAE factor 8: a 64² latent, two rows with CFG. Sampling only: the VAE decode's estimate (from its
     // config, not measured) would be the peak of the whole graph on these tiny UNets.
-    const graph = txt2imgGraph('narrow', { size: 512, steps: 2 });
-    delete graph.nodes.decode;
-    delete graph.nodes.save;
+    const g = txt2imgGraph('narrow', { size: 512, steps: 2 });
+    delete g.nodes.decode;
+    delete g.nodes.save;
+    const graph = everyNodePlan(g);
     const n = 64 * 64;
     const byMeasure = unetCallBytes(memoryFacts(folder, stored), 2, n);
     const byConfig = unetCallBytes(memoryFacts(folder), 2, n);
@@ -132,3 +135,14 @@ describe('fitActivation', () => {
     for (const p of points) assert.ok(fit.perPixel * p.pixels >= p.bytes);
   });
 });
+
+/** A plan that admits every node of a graph (inputs first), even one without an output node. */
+function everyNodePlan(graph: Graph): RunPlan {
+  const order: string[] = [];
+  while (order.length < Object.keys(graph.nodes).length) {
+    for (const [id, node] of Object.entries(graph.nodes)) {
+      if (!order.includes(id) && Object.values(node.inputs ?? {}).every((l) => order.includes(l.node))) order.push(id);
+    }
+  }
+  return new RunPlan(graph, graph, order, resolveParams(graph));
+}

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Graph } from '../../nodes/graph-format.js';
 import { NodeCache } from '../../server/engine/cache.js';
-import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../../server/engine/errors.js';
+import { GraphValidationError, NodeExecutionError, ReportedRunError, RunCancelledError } from '../../server/engine/errors.js';
+import { toRunError } from '../../server/services/run-error.js';
 import type { ExecutionEvent } from '../../server/engine/events.js';
 import { executeGraph } from '../../server/execution/executor.js';
+import { validateGraph } from '../../server/engine/validate.js';
 import { ModelManager } from '../../server/sd/model-manager.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -69,12 +71,23 @@ describe('executeGraph', () => {
     await assert.rejects(executeGraph(g, { roots: roots(), models }), (err: unknown) => err instanceof GraphValidationError && err.issues[0]!.node === 'sample');
   });
 
-  it('names the node and field when a model folder is missing', async () => {
+  it('names the node and field when a model folder is missing: at admission for a graph, at LoadModel for a plan', async () => {
     await assert.rejects(executeGraph(txt2imgGraph('nowhere'), { roots: roots(), models }), (err: unknown) => {
+      assert.ok(err instanceof GraphValidationError);
+      assert.deepEqual(err.issues.map((i) => [i.node, i.field, i.code]), [['model', 'params.path', 'model_unavailable']]);
+      assert.match(err.issues[0]!.message, /model folder not found: models\/nowhere/);
+      return true;
+    });
+    // A plan was admitted already (serve's submission) and is not checked again: the folder vanished since.
+    await assert.rejects(executeGraph(validateGraph(txt2imgGraph('nowhere')).plan!, { roots: roots(), models }), (err: unknown) => {
       assert.ok(err instanceof NodeExecutionError);
       assert.equal(err.node, 'model');
       assert.equal(err.field, 'params.path');
       assert.match(err.message, /model folder not found/);
+      // What a client learns says why in a code (nodes/protocol.ts), once; a worker's report crosses Redis as it is.
+      const report = toRunError(err, (t) => t.replaceAll(ws.root, 'ROOT'));
+      assert.equal(report.code, 'model_missing');
+      assert.equal(toRunError(new ReportedRunError(report), () => 'redacted twice'), report);
       return true;
     });
   });

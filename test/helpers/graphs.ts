@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Graph } from '../../nodes/graph-format.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const TOKENIZER_FIXTURE = path.resolve(REPO_ROOT, 'test', 'fixtures', 'clip-tokenizer');
+export const TOKENIZER_FIXTURE = path.resolve(REPO_ROOT, 'server', 'sd', 'clip-tokenizer');
 
 export function bundledGraph(name: string): Graph {
   return JSON.parse(readFileSync(path.join(REPO_ROOT, 'graphs', `${name}.json`), 'utf8')) as Graph;

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Graph } from '../../nodes/graph-format.js';
 import { SAMPLER_NAMES } from '../../nodes/index.js';
 import type { SamplerName } from '../../nodes/index.js';
-import { NodeExecutionError } from '../../server/engine/errors.js';
+import { GraphValidationError } from '../../server/engine/errors.js';
 import { executeGraph } from '../../server/execution/executor.js';
 import { ModelManager } from '../../server/sd/model-manager.js';
 import { decodeNpy } from '../../server/sd/npy.js';
@@ -149,15 +149,17 @@ describe('Sampler node', () => {
     }
   });
 
-  test('errors name the node and field: too many steps, a schedule ddim lacks', async () => {
+  test('errors name the node and field at admission, before anything runs: too many steps, a schedule ddim lacks', async () => {
     // DDIM's leading spacing + steps_offset 1 puts the first of 1000 steps at t = 1000.
+    const refusedAt = (field: string, pattern: RegExp) => (e: unknown): boolean =>
+      e instanceof GraphValidationError && e.issues.some((i) => i.node === 'sample' && i.field === field && pattern.test(i.message));
     await assert.rejects(
       executeGraph(samplerGraph('general', 'ddim', 1000, {}), { roots: { models: ws.models, input: ws.input, output: ws.output }, models }),
-      (e: unknown) => e instanceof NodeExecutionError && /timestep 1000/.test(e.message) && e.field === 'params.steps',
+      refusedAt('params.steps', /timestep 1000/),
     );
     await assert.rejects(
       executeGraph(samplerGraph('general', 'ddim', 10, { schedule: 'karras' }), { roots: { models: ws.models, input: ws.input, output: ws.output }, models }),
-      (e: unknown) => e instanceof NodeExecutionError && /ddim has no karras schedule/.test(e.message) && e.field === 'params.schedule',
+      refusedAt('params.schedule', /ddim has no karras schedule/),
     );
   });
 });

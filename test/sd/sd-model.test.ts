@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 
 import type { Graph } from '../../nodes/graph-format.js';
-import { NodeExecutionError } from '../../server/engine/errors.js';
+import { GraphValidationError, NodeExecutionError } from '../../server/engine/errors.js';
 import { executeGraph } from '../../server/execution/executor.js';
 import { ModelManager } from '../../server/sd/model-manager.js';
 import { fromFloat16Array, toFloat16Array } from '../../server/runtime/float16.js';
@@ -396,13 +396,25 @@ describe('graph runs', () => {
     assert.ok(!models.loadedKeys().some((k) => k.startsWith(path.join(root, 'models', modelPath))));
   }
 
-  test('a missing unet/model.onnx fails on the LoadModel node, field params.path, naming the file', async () => {
+  test('a missing unet/model.onnx is refused at admission on the LoadModel node, field params.path, naming the file', async () => {
     const root = path.join(tmp, 'missing-root');
     const dir = path.join(root, 'models', 'missing');
     await writeTinyModel(dir, { seed: 41 });
-    const file = path.join(dir, 'unet', 'model.onnx');
-    await unlink(file);
-    await expectLoadError(root, 'missing', file);
+    await unlink(path.join(dir, 'unet', 'model.onnx'));
+    const run = executeGraph(loadOnlyGraph('missing'), {
+      roots: { models: path.join(root, 'models'), input: path.join(root, 'input'), output: path.join(root, 'output') },
+      models,
+    });
+    await assert.rejects(run, (err: unknown) => {
+      assert.ok(err instanceof GraphValidationError, `expected GraphValidationError, got ${String(err)}`);
+      const issue = err.issues.find((i) => i.node === 'load');
+      assert.equal(issue?.field, 'params.path');
+      assert.equal(issue?.code, 'model_unavailable');
+      // Named relative to the models root: clients do not learn the server's layout.
+      assert.ok(issue?.message.includes('missing/unet/model.onnx') && !issue.message.includes(root), issue?.message);
+      return true;
+    });
+    assert.ok(!models.loadedKeys().some((k) => k.startsWith(dir)));
   });
 
   test('a truncated unet/model.onnx fails on the LoadModel node, field params.path, naming the file', async () => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ClipTokenizer, TokenizerError } from '../../server/sd/tokenizer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const fixtureDir = path.resolve(repoRoot, 'test', 'fixtures', 'clip-tokenizer');
+const fixtureDir = path.resolve(repoRoot, 'server', 'sd', 'clip-tokenizer');
 
 const BOS = 49406;
 const EOS = 49407;

@@ -95,16 +95,26 @@ describe('FuseGraphClient (sdk/)', () => {
     assert.deepEqual(err.issues.map((i) => [i.node, i.field]), [['sample', 'params.steps']]);
     await assert.rejects(collect(handle), InvalidGraphError);
     assert.deepEqual(await client.validate(bad), err.issues);
+    // Once the graph itself is valid, validate makes the run's admission too: the missing model folder, as run refuses it.
+    const unavailable = txt2img({ model: 'tiny-missing' });
+    const refused = await client.run(unavailable).done.then(() => null, (e: unknown) => e);
+    assert.ok(refused instanceof InvalidGraphError, String(refused));
+    assert.deepEqual(refused.issues.map((i) => [i.node, i.field, i.code]), [['model', 'params.path', 'model_unavailable']]);
+    assert.deepEqual(await client.validate(unavailable), refused.issues);
     assert.deepEqual(await client.validate(txt2img({ model: 'demo/general', size: 32 })), []);
   });
 
   it('fails a run with a typed error naming the node and field', async () => {
-    const missing = txt2img({ model: 'no-such-model' });
+    // Admitted (input files are read when the run reaches them), then LoadLatent finds no file.
+    const missing = txt2img({ model: 'demo/general', size: 32 });
+    missing.nodes.start = { type: 'LoadLatent', params: { path: 'no-such-latent.npy' } };
+    missing.nodes.sample!.inputs!.latent = { node: 'start', output: 'latent' };
     const err = await client.run(missing).done.then(() => null, (e: unknown) => e);
     assert.ok(err instanceof RunFailedError, String(err));
-    assert.equal(err.node, 'model');
+    assert.equal(err.node, 'start');
     assert.equal(err.field, 'params.path');
-    assert.equal(err.nodeType, 'LoadModel');
+    assert.equal(err.nodeType, 'LoadLatent');
+    assert.equal(err.code, 'node_failed');
   });
 
   it('cancels a run, by handle and by AbortSignal', async () => {

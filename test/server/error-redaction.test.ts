@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
 import { redactPaths } from '../../server/engine/redact.js';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
+import { api, brokenModel, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from './helpers.js';
 
 /** txt2img whose sampled latent also goes to SaveLatent(filename), or whose start comes from LoadLatent(path). */
 function withLatentIo(o: { save?: string; load?: string }): Graph {
@@ -25,6 +25,7 @@ describe('errors sent to clients', () => {
 
   before(async () => {
     sandbox = await makeSandbox();
+    await brokenModel(sandbox, 'broken');
     server = await startIn(sandbox, { log: (m, err) => logged.push(m, err) });
   });
   after(async () => {
@@ -35,10 +36,19 @@ describe('errors sent to clients', () => {
   const leaks = (text: string): string[] =>
     [sandbox.root, '    at ', '.ts:', 'node_modules'].filter((needle) => text.includes(needle));
 
+  it('carry no server path when admission refuses a missing model folder', async () => {
+    const post = await api<{ issues: { node: string; code: string; message: string }[] }>(server.url, '/api/runs', { body: { graph: txt2img({ model: 'nowhere' }) } });
+    assert.equal(post.status, 400);
+    assert.deepEqual(post.body.issues.map((i) => [i.node, i.code]), [['model', 'model_unavailable']]);
+    assert.deepEqual(leaks(JSON.stringify(post.body)), [], JSON.stringify(post.body));
+    assert.match(post.body.issues[0]!.message, /models\/nowhere/);
+  });
+
   for (const [what, graph, node] of [
     ['a failing SaveLatent (its file name is a folder)', withLatentIo({ save: 'taken.npy' }), 'keep'],
     ['a LoadLatent of a missing file', withLatentIo({ load: 'missing.npy' }), 'start'],
-    ['a LoadModel of a missing folder', txt2img({ model: 'nowhere' }), 'model'],
+    // A missing folder is refused at submit (admission); one whose UNet is no ONNX file fails when it loads.
+    ['a LoadModel of a folder whose UNet is not ONNX', txt2img({ model: 'broken' }), 'model'],
   ] as const) {
     it(`carry no stack trace or server path: ${what}`, async () => {
       await mkdir(path.join(sandbox.outputRoot, 'taken.npy'), { recursive: true });

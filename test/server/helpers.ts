@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before } from 'node:test';
-import { mkdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
 import type { Graph } from '../../nodes/graph-format.js';
@@ -124,6 +124,17 @@ export async function processGone(pid: number, timeoutMs = 10_000, o: { reaped?:
     if (Date.now() > deadline) throw new Error(`process ${pid} still runs after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A copy of the sandbox's tiny model under `name` whose UNet file is not ONNX: admission (which reads the folder's
+ * metadata, not its weights) lets a run naming it through, and its LoadModel fails at run time.
+ */
+export async function brokenModel(s: Sandbox, name: string): Promise<string> {
+  const dir = path.join(s.modelsRoot, name);
+  await cp(path.join(s.modelsRoot, TINY_MODEL), dir, { recursive: true });
+  await writeFile(path.join(dir, 'unet', 'model.onnx'), 'not an ONNX model');
+  return name;
 }
 
 /** The shared small txt2img graph (64×64, 4 steps by default) on the sandbox's tiny model, or on `model`. */

@@ -26,7 +26,7 @@ const demo = (width: number, batch = 1): Graph => {
   return g;
 };
 
-interface RunBody { status: string; error: { node: string | null; node_type?: string; message: string } | null }
+interface RunBody { status: string; error: { code?: string; node: string | null; node_type?: string; message: string } | null }
 
 describe('a run that runs out of memory fails cleanly and the server lives (issue 14)', () => {
   let sandbox: Sandbox;
@@ -61,6 +61,7 @@ describe('a run that runs out of memory fails cleanly and the server lives (issu
     const r = await run(demo(4096, 64));
     assert.equal(r.status, 'error');
     assert.equal(r.error?.node, 'noise');
+    assert.equal(r.error?.code, 'out_of_memory');
     assert.match(r.error!.message, /^out of memory at node "noise" \(NoiseLatent\)/);
   });
 

@@ -1,14 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { RunningServer } from '../../server/http/start.js';
-import { api, serverPerSuite, gate, gateWait, isTerminal, txt2img, WsClient, type Frame } from './helpers.js';
+import { api, brokenModel, serverPerSuite, gate, gateWait, isTerminal, txt2img, WsClient, type Frame, type Sandbox } from './helpers.js';
 
 interface Submitted { run_id: string; position: number }
 interface Output { node: string; kind: string; name: string; url: string }
 
 describe('runs over HTTP and WebSocket, tiny real models', () => {
   let server: RunningServer;
-  serverPerSuite((s) => ({ server } = s));
+  let sandbox: Sandbox;
+  serverPerSuite((s) => ({ server, sandbox } = s));
 
   it('runs txt2img: events in order over WS, then the image over HTTP', async () => {
     const ws = await WsClient.connect(server.url, '?client_id=alice');
@@ -114,7 +117,8 @@ describe('runs over HTTP and WebSocket, tiny real models', () => {
       ws.send({ type: 'subscribe', runs: 'all' });
       await ws.waitFor((f) => f.type === 'snapshot' && ws.frames.filter((x) => x.type === 'snapshot').length === 2);
       await api(server.url, '/api/queue/pause', { method: 'POST' });
-      const bad = await api<Submitted>(server.url, '/api/runs', { body: { graph: txt2img({ model: 'no-such-model' }) } });
+      // Admitted (its folder is complete), but its UNet file is not ONNX: LoadModel fails at run time.
+      const bad = await api<Submitted>(server.url, '/api/runs', { body: { graph: txt2img({ model: await brokenModel(sandbox, 'broken') }) } });
       const good = await api<Submitted>(server.url, '/api/runs', { body: { graph: txt2img({ seed: 3 }) } });
       assert.equal(bad.status, 202);
       assert.equal(good.body.position, 1);
@@ -123,6 +127,7 @@ describe('runs over HTTP and WebSocket, tiny real models', () => {
       const failed = await ws.waitFor(isTerminal(bad.body.run_id), 60_000);
       assert.equal(failed.type, 'error');
       assert.equal(failed.node, 'model');
+      assert.equal(failed.code, 'model_missing', 'its model could not be loaded');
       assert.ok(typeof failed.message === 'string' && failed.message.length > 0);
       const detail = await api<{ status: string; error: { node: string; message: string } }>(server.url, `/api/runs/${bad.body.run_id}`);
       assert.equal(detail.body.status, 'error');
@@ -132,6 +137,7 @@ describe('runs over HTTP and WebSocket, tiny real models', () => {
       assert.equal(next.type, 'done');
     } finally {
       await ws.close();
+      await rm(path.join(sandbox.modelsRoot, 'broken'), { recursive: true, force: true });
     }
   });
 

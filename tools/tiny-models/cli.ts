@@ -32,7 +32,7 @@ const USAGE = `Usage: node --import tsx tools/tiny-models/cli.ts OUT_DIR [option
   --unet-depth N          extra residual conv blocks
   --scaling-factor X      VAE scaling_factor (default 0.18215)
   --scheduler-config JSON merged over the SD1 PNDM scheduler config
-  --tokenizer DIR         CLIP tokenizer folder, or byte-level (default test/fixtures/clip-tokenizer)
+  --tokenizer DIR         CLIP tokenizer folder, or byte-level (default server/sd/clip-tokenizer)
   -h, --help`;
 
 function int(name: string, v: string | undefined): number | undefined {

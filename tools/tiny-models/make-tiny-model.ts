@@ -30,7 +30,7 @@ export interface TinyTimestepSpec {
 export interface TinyModelOptions {
   /**
    * Folder with vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json to copy, or 'byte-level' for
-   * a generated merge-free CLIP tokenizer. Default: <repo>/test/fixtures/clip-tokenizer.
+   * a generated merge-free CLIP tokenizer. Default: <repo>/server/sd/clip-tokenizer.
    */
   tokenizerDir?: string;
   seed?: number;
@@ -177,7 +177,7 @@ export function findRepoRoot(start: string = path.dirname(fileURLToPath(import.m
 
 /** The real SD 1.x CLIP tokenizer, committed under test/fixtures (the repository is self-contained). */
 export function defaultTokenizerDir(): string {
-  return path.resolve(findRepoRoot(), 'test', 'fixtures', 'clip-tokenizer');
+  return path.resolve(findRepoRoot(), 'server', 'sd', 'clip-tokenizer');
 }
 
 function positiveInt(name: string, v: number): number {

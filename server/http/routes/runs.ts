@@ -12,6 +12,8 @@ const SubmitBody = z.strictObject({
   front: z.boolean().optional(),
 });
 
+const ValidateBody = z.strictObject({ graph: z.unknown() });
+
 const ListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   before: z.string().min(1).max(100).optional(),
@@ -36,6 +38,16 @@ export function runsRoutes(queue: RunQueue, submit: Submitter): Router {
     if (!result.ok && result.reason === 'queue_full') throw new HttpError(429, 'queue_full', result.message);
     if (!result.ok) throw new HttpError(400, 'invalid_graph', result.message, { issues: result.issues });
     res.status(202).location(`/api/runs/${result.run_id}`).json({ run_id: result.run_id, position: result.position });
+  });
+
+  // What POST /api/runs would say of this graph, without queueing it: the same validation and admission, every issue.
+  router.post('/validate', async (req, res) => {
+    if (req.body === undefined) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the graph as JSON with "Content-Type: application/json"');
+    }
+    const body = parseOr400(ValidateBody, req.body, 'request body');
+    if (body.graph === undefined) throw new HttpError(400, 'bad_request', 'the body needs a "graph" field');
+    res.json({ issues: await submit.check(body.graph) });
   });
 
   router.get('/runs', (req, res) => {

@@ -4,6 +4,10 @@ import { implement } from '../types.js';
 export const decode = implement(Decode, {
   kind: 'once',
   cacheable: true,
+  async admit(_params, facts) {
+    const m = facts.model('model');
+    if (m) facts.usesVae(m);
+  },
   async run(inputs, _params, ctx) {
     const { model, latent } = inputs;
     if (latent.shape[1] !== model.info.latentChannels) {

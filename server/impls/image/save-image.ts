@@ -1,7 +1,6 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SaveImage } from '../../../nodes/index.js';
-import { resolveParams } from '../../engine/plan.js';
 import { toRgbBytes } from '../../sd/image.js';
 import { encodePngWithMetadata } from '../../sd/png-meta.js';
 import type { RunContext } from '../types.js';
@@ -10,9 +9,11 @@ import { implement } from '../types.js';
 async function provenance(ctx: RunContext): Promise<unknown> {
   const models = [];
   for (const m of ctx.loadedModels()) {
-    models.push({ folder: path.relative(ctx.roots.models, m.folder.dir).split(path.sep).join('/'), provider: m.provider, sha256: await m.fileHashes() });
+    // A checkpoint's model is recorded by its file (its ONNX folder is a cached build that may be gone).
+    models.push({ folder: path.relative(ctx.roots.models, m.checkpoint ?? m.folder.dir).split(path.sep).join('/'), provider: m.provider, sha256: await m.fileHashes() });
   }
-  return { graph: ctx.graph, params: resolveParams(ctx.graph), models, node: ctx.node, created: new Date().toISOString() };
+  // The graph as submitted, muted and bypassed nodes, groups, notes and ui included: re-opening the PNG gives it back whole.
+  return { graph: ctx.plan.submitted, params: ctx.plan.params, models, node: ctx.node, created: new Date().toISOString() };
 }
 
 /** Next free `<prefix>_NNNNN.png`; exclusive create keeps two concurrent runs from taking the same name. */

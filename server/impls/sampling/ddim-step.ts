@@ -1,42 +1,60 @@
 import { DDIMStep } from '../../../nodes/index.js';
-import { encodePreview } from '../../sd/preview.js';
-import { NumpyRandomState } from '../../sd/rng.js';
+import type { SchedulerConfig } from '../../sd/scheduler.js';
 import { DDIMSchedule } from '../../sd/scheduler.js';
-import type { StepContext } from '../types.js';
 import { implement } from '../types.js';
+import { sample } from './loop.js';
+
+/** The DDIM schedule of `steps` steps, or why the model's scheduler cannot take them: the one check, for admit and run. */
+function scheduleOf(config: SchedulerConfig, steps: number): DDIMSchedule | { readonly problem: string } {
+  try {
+    return new DDIMSchedule(config, steps);
+  } catch (err) {
+    return { problem: (err as Error).message };
+  }
+}
+
+/** The most DDIM steps a scheduler config accepts (what DDIMSchedule itself would refuse beyond). */
+function maxSteps(config: SchedulerConfig): number {
+  let lo = 1;
+  let hi = config.num_train_timesteps;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (scheduleOf(config, mid) instanceof DDIMSchedule) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
 
 export const ddimStep = implement(DDIMStep, {
   kind: 'once',
   cacheable: true,
+  async admit(params, facts) {
+    const config = facts.model('model')?.scheduler;
+    if (!config) return;
+    const schedule = scheduleOf(config, params.steps);
+    if (schedule instanceof DDIMSchedule) return;
+    facts.report({
+      field: 'params.steps', code: 'param_range',
+      message: `the model's scheduler cannot take ${params.steps} steps: ${schedule.problem}`,
+      expected: `at most ${maxSteps(config)}`, actual: String(params.steps),
+    });
+  },
   async run(inputs, params, ctx) {
     const { model, noise, latent } = inputs;
-    let schedule: DDIMSchedule;
-    try {
-      schedule = new DDIMSchedule(model.schedulerConfig, params.steps);
-    } catch (err) {
-      throw ctx.error((err as Error).message, 'params.steps');
-    }
-    const x = Float32Array.from(latent.data);
-    const shape = latent.shape;
-    const steps = schedule.timesteps.length;
-    const rng = params.eta > 0 ? new NumpyRandomState(params.seed) : null;
-    const stepNoise = rng ? new Float32Array(x.length) : undefined;
-    const x0 = ctx.previewEvery > 0 ? new Float32Array(x.length) : null;
-    for (let i = 0; i < steps; i++) {
-      ctx.checkCancelled();
-      await ctx.gateStep(i + 1, steps);
-      const t = schedule.timesteps[i]!;
-      const step: StepContext = { loop: ctx.node, index: i, steps, t, x: { data: x, shape }, memo: new Map() };
-      const eps = (await noise(step)).eps;
-      if (eps.length !== x.length) throw ctx.error(`noise has ${eps.length} values but the latent has ${x.length}`, 'inputs.noise');
-      if (x0 && ((i + 1) % ctx.previewEvery === 0 || i === steps - 1)) {
-        schedule.predictX0(x0, eps, i, x);
-        ctx.emit({ type: 'preview', node: ctx.node, step: i + 1, steps, png: await encodePreview(x0, shape) });
-      }
-      if (rng && stepNoise) for (let j = 0; j < stepNoise.length; j++) stepNoise[j] = rng.standardNormal();
-      schedule.step(x, eps, i, x, params.eta, stepNoise);
-      ctx.emit({ type: 'progress', node: ctx.node, step: i + 1, steps, t });
-    }
-    return { latent: { data: x, shape } };
+    const schedule = scheduleOf(model.schedulerConfig, params.steps);
+    if (!(schedule instanceof DDIMSchedule)) throw ctx.error(schedule.problem, 'params.steps');
+    const eta = params.eta;
+    return {
+      latent: await sample(ctx, noise, {
+        timesteps: schedule.timesteps,
+        stochastic: eta > 0,
+        alphaCumprod: (i) => schedule.alphaAt(i),
+        modelInput: (_out, x) => x,
+        step: (x, eps, i, stepNoise, x0) => {
+          if (x0) schedule.predictX0(x0, eps, i, x);
+          schedule.step(x, eps, i, x, eta, stepNoise);
+        },
+      }, { data: Float32Array.from(latent.data), shape: latent.shape }, params.seed),
+    };
   },
 });

@@ -1,5 +1,6 @@
 import { PredictNoise } from '../../../nodes/index.js';
 import { applyGuidance } from '../../sampler/guidance.js';
+import { toEpsilon } from '../../sampler/prediction.js';
 import type { Conditioning, NoiseValue, RunContext } from '../types.js';
 import { implement } from '../types.js';
 
@@ -38,6 +39,10 @@ function conditioningRows(ctx: RunContext, neg: Conditioning, pos: Conditioning,
 
 export const predictNoise = implement(PredictNoise, {
   kind: 'per-step',
+  async admit(_params, facts) {
+    const m = facts.model('model');
+    if (m) facts.usesUnet(m);
+  },
   async evaluate(step, inputs, params, ctx): Promise<NoiseValue> {
     const { model, positive, negative } = inputs;
     const [batch, channels, h, w] = step.x.shape as [number, number, number, number];
@@ -55,6 +60,7 @@ export const predictNoise = implement(PredictNoise, {
     buf.sample.set(step.x.data, size);
     const out = await model.predict({ data: buf.sample, shape: [2 * batch, channels, h, w] }, step.t, { data: buf.context, shape: buf.contextShape }, ctx.signal);
     if (out.length !== 2 * size) throw ctx.error(`UNet returned ${out.length} values, expected ${2 * size}`, 'inputs.model');
+    toEpsilon(out, step.x.data, step.alphaCumprod, model.prediction);
     const uncond = out.subarray(0, size);
     const cond = out.subarray(size);
     applyGuidance(buf.eps, uncond, cond, params.guidance_scale);

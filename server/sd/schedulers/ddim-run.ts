@@ -18,6 +18,10 @@ export class DdimRun implements SamplerRun {
     this.sigmas = Float32Array.from([...Array.from({ length: n }, (_, i) => sigma(schedule.alphaAt(i))), sigma(schedule.prevAlphaAt(n - 1))]);
   }
 
+  alphaCumprodOfCall(call: number): number {
+    return this.schedule.alphaAt(call);
+  }
+
   modelInput(out: Float32Array, x: Float32Array): void {
     out.set(x);
   }

@@ -56,6 +56,11 @@ abstract class KarrasFamily implements SamplerRun {
     return this.sigmas[call]!;
   }
 
+  alphaCumprodOfCall(call: number): number {
+    const sigma = this.sigmaOfCall(call);
+    return 1 / (1 + sigma * sigma);
+  }
+
   modelInput(out: Float32Array, x: Float32Array, call: number): void {
     const sigma = this.sigmaOfCall(call);
     const scale = Math.sqrt(sigma * sigma + 1);

@@ -34,6 +34,11 @@ export abstract class MultistepRun {
     this.outputs = new Array<Float32Array | null>(c.solver_order).fill(null);
   }
 
+  alphaCumprodOfCall(call: number): number {
+    const sigma = this.sigmas[call]!;
+    return 1 / (1 + sigma * sigma);
+  }
+
   /** VP samples go to the model unscaled. */
   modelInput(out: Float32Array, x: Float32Array): void {
     out.set(x);

@@ -10,6 +10,11 @@ export interface SamplerRun {
   readonly stochastic: boolean;
   /** x0 as predicted at the last step (for previews). */
   readonly denoised: Float32Array;
+  /**
+   * ᾱ of the noise level the model input of call `call` is at (1/(1 + σ²) for σ-based samplers): what converts a
+   * v- or x0-prediction to ε at that call.
+   */
+  alphaCumprodOfCall(call: number): number;
   /** diffusers' `scale_model_input` for model call `call`: what the UNet sees. */
   modelInput(out: Float32Array, x: Float32Array, call: number): void;
   /** diffusers' `step` for model call `call`: advances x in place. */

@@ -1,10 +1,12 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
-import { GraphValidationError, NodeExecutionError, RunCancelledError } from '../../engine/errors.js';
+import { GraphValidationError, ReportedRunError, RunCancelledError } from '../../engine/errors.js';
+import type { RunPlan } from '../../engine/plan.js';
+import { validateGraph } from '../../engine/validate.js';
 import type { ExecutionEvent, OutputFile, RunResult } from '../../engine/events.js';
 import type { ExecuteFn } from '../run-queue.js';
-import type { RunError, WorkerInfo } from '../../../nodes/protocol.js';
+import type { WorkerInfo } from '../../../nodes/protocol.js';
 import { OutputStore } from './output-store.js';
 import { BULL_PREFIX, checkReachable, connectRedis, FINISHED_TTL_S, KEYS, redisTarget } from './redis.js';
 import { readWorkers } from './registry.js';
@@ -98,8 +100,8 @@ export class RedisBackend {
   }
 
   /** Submit-time check: issues when no live worker serves all of the run's model folders. */
-  routingIssues(graph: Graph): GraphIssue[] {
-    return routingIssues(graph, this.workerList);
+  routingIssues(plan: RunPlan): GraphIssue[] {
+    return routingIssues(plan, this.workerList);
   }
 
   async listModels(): Promise<SharedModelListing[]> {
@@ -123,7 +125,15 @@ export class RedisBackend {
   }
 
   readonly execute: ExecuteFn = async (graph, ctx) => {
-    const route = routeOf(modelsOf(graph).map((m) => m.path));
+    // The job carries the graph as submitted: the worker validates, plans and admits it against its own folders.
+    let plan = ctx.plan;
+    if (!plan) {
+      // Re-queued by a restart: its plan (only the route needs it here) is made again from the stored graph.
+      const validated = validateGraph(graph);
+      if (!validated.plan) throw new GraphValidationError(validated.issues);
+      plan = validated.plan;
+    }
+    const route = routeOf(modelsOf(plan).map((m) => m.path));
     await this.redis.hset(KEYS.routes, route.id, JSON.stringify(route.paths));
     const queue = this.queueFor(route.queue);
     const data: RunJobData = { graph, previewEvery: this.opts.previewEvery };
@@ -322,7 +332,8 @@ class RemoteRun {
       case 'done':
         return { outputs: this.outputs, timings: entry.timings, unetCalls: entry.unetCalls, cachedNodes: entry.cachedNodes, models: [], ms: entry.ms };
       case 'error':
-        throw errorFrom(entry.error);
+        // The worker already put it in a client's words (toRunError, redacted against its roots): kept as it is.
+        throw new ReportedRunError(entry.error);
       case 'cancelled':
         throw new RunCancelledError();
       default:
@@ -330,15 +341,4 @@ class RemoteRun {
         return undefined;
     }
   }
-}
-
-/** The worker already turned its exception into what a client may see; rebuild the error the run queue expects. */
-function errorFrom(error: RunError): Error {
-  if (error.issues) return new GraphValidationError(error.issues);
-  if (error.node !== null) {
-    const e = new NodeExecutionError(error.node, error.node_type ?? 'unknown', '', undefined, error.field);
-    e.message = error.message; // already the full text the worker's toRunError made; not prefixed twice
-    return e;
-  }
-  return new Error(`a worker failed outside any node: ${error.message}`);
 }

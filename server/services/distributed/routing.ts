@@ -1,14 +1,11 @@
 import { createHash } from 'node:crypto';
-import type { Graph, GraphIssue } from '../../../nodes/graph-format.js';
-import { planExecution, resolveParams } from '../../engine/plan.js';
+import type { GraphIssue } from '../../../nodes/graph-format.js';
+import { modelPathsOf, type RunPlan } from '../../engine/plan.js';
 import type { WorkerInfo } from '../../../nodes/protocol.js';
 
-/** The LoadModel nodes a run executes, with their model folder (relative to a models root). */
-export function modelsOf(graph: Graph): { node: string; path: string }[] {
-  const params = resolveParams(graph);
-  return planExecution(graph)
-    .filter((id) => graph.nodes[id]!.type === 'LoadModel')
-    .map((id) => ({ node: id, path: String(params[id]!.path) }));
+/** The model folders a run reads (relative to a models root), by node and field: its nodes' models-root path params. */
+export function modelsOf(plan: RunPlan): { node: string; field: string; path: string }[] {
+  return modelPathsOf(plan);
 }
 
 /**
@@ -28,18 +25,18 @@ export function serves(worker: Pick<WorkerInfo, 'models'>, paths: readonly strin
 
 /**
  * Refusal at submit: a run whose models no live worker serves all together is not queued (it would wait for a
- * worker that may never come). Each LoadModel whose folder no worker has is named; when every folder exists
- * somewhere but never all on one worker, every LoadModel node is.
+ * worker that may never come). Each node whose folder no worker has is named; when every folder exists
+ * somewhere but never all on one worker, every node that reads one is.
  */
-export function routingIssues(graph: Graph, workers: readonly WorkerInfo[]): GraphIssue[] {
-  const models = modelsOf(graph);
+export function routingIssues(plan: RunPlan, workers: readonly WorkerInfo[]): GraphIssue[] {
+  const models = modelsOf(plan);
   if (workers.some((w) => serves(w, models.map((m) => m.path)))) return [];
   const offered = new Set(workers.flatMap((w) => w.models.map((m) => m.path)));
   const missing = models.filter((m) => !offered.has(m.path));
   const named = missing.length ? missing : models;
   return named.map((m) => ({
     node: m.node,
-    field: 'params.path',
+    field: m.field,
     code: 'model_unavailable',
     message: workers.length === 0
       ? 'no worker is connected, so no model can run'

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Graph } from '../../../nodes/graph-format.js';
 import { redactPaths } from '../../engine/redact.js';
 import { RunCancelledError } from '../../engine/errors.js';
 import { executeGraph, type ExecuteOptions } from '../../execution/executor.js';
@@ -399,7 +398,9 @@ export class FuseGraphWorker {
   private async execute(job: Job<RunJobData>, controller: AbortController, stream: StreamWriter, roots: { models: string; input: string; output: string }): Promise<Terminal> {
     const runId = job.id!;
     try {
-      const result = await this.residency.idle.around(() => executeGraph(this.withProvider(job.data.graph), {
+      // The graph as submitted: validated, planned and admitted here (the model folders are this worker's), with this
+      // worker's --provider standing for LoadModel's `auto` (the graph itself, and so its PNGs, keep `auto`).
+      const result = await this.residency.idle.around(() => executeGraph(job.data.graph, {
         roots,
         models: this.residency.models,
         cache: this.residency.cache,
@@ -408,6 +409,7 @@ export class FuseGraphWorker {
         previewEvery: job.data.previewEvery,
         stepGate: this.gate,
         admission: this.admission,
+        ...(this.opts.provider && this.opts.provider !== 'auto' ? { defaultProvider: this.opts.provider } : {}),
       }));
       return { type: 'done', timings: result.timings, unetCalls: result.unetCalls, cachedNodes: result.cachedNodes, ms: result.ms };
     } catch (err) {
@@ -418,17 +420,6 @@ export class FuseGraphWorker {
       this.log(`run ${runId} failed${error.node ? ` at node "${error.node}"` : ''}`, err);
       return { type: 'error', error };
     }
-  }
-
-  /** LoadModel nodes left on `auto` use this worker's --provider. */
-  private withProvider(graph: Graph): Graph {
-    const provider = this.opts.provider;
-    if (!provider || provider === 'auto') return graph;
-    const nodes = Object.fromEntries(Object.entries(graph.nodes).map(([id, node]) => {
-      if (node.type !== 'LoadModel' || (node.params?.provider ?? 'auto') !== 'auto') return [id, node];
-      return [id, { ...node, params: { ...node.params, provider } }];
-    }));
-    return { ...graph, nodes };
   }
 
   private applyGate(command: GateCommand): void {
