@@ -19,8 +19,8 @@ export type ParamDef =
       default: string;
       root: 'models' | 'input';
       extensions?: readonly string[];
-      /** An empty value is allowed and means "none" (e.g. LoadModel's `vae`: the model's own). */
-      optional?: boolean;
+      /** An empty value is allowed and means this (e.g. LoadModel's `vae`: "the model's own"); the widget says so. */
+      emptyMeans?: string;
       /** Under the models root: which kinds of the server's model listing the widget offers (default all). */
       lists?: readonly ModelEntryKind[];
       description: string;

@@ -42,7 +42,7 @@ export function checkParamValue(pdef: ParamDef, value: unknown): ParamProblem | 
       return undefined;
     case 'path': {
       if (typeof value !== 'string') return { code: 'param_type', message: 'must be a path string', expected: 'string', actual };
-      if (value.trim() === '' && pdef.optional) return undefined;
+      if (value.trim() === '' && pdef.emptyMeans !== undefined) return undefined;
       if (value.trim() === '') return { code: 'param_range', message: `a path under the ${pdef.root} root is required`, expected: 'a relative path', actual };
       if (!isConfined(value)) {
         return { code: 'path_escape', message: `path escapes the ${pdef.root} root`, expected: `a relative path inside the ${pdef.root} folder`, actual };

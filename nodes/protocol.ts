@@ -243,6 +243,8 @@ export type TemplateInfo = z.infer<typeof TemplateInfoSchema>;
 /** A model folder a scale-out worker serves: its path under the worker's models root and the SHA-256 of each part's model.onnx. */
 export const WorkerModelSchema = z.object({
   path: z.string(),
+  /** Absent from older workers: an ONNX folder. */
+  kind: z.enum(['folder', 'checkpoint', 'vae']).optional(),
   bytes: z.number(),
   sha256: z.record(z.string(), z.string()),
 });

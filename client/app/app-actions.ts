@@ -109,7 +109,7 @@ export class AppActions {
     await this.models.refresh();
     const wanted = model.nodes.flatMap((n) => Object.entries(this.registry.get(n.type)?.params ?? {})
       .filter(([, d]) => d.kind === 'path' && d.root === 'models')
-      .map(([name, d]) => ({ value: String(n.params[name] ?? ''), optional: d.kind === 'path' && d.optional === true }))
+      .map(([name, d]) => ({ value: String(n.params[name] ?? ''), optional: d.kind === 'path' && d.emptyMeans !== undefined }))
       .filter(({ value, optional }) => !(optional && value.trim() === ''))
       .map(({ value }) => value));
     const missing = [...new Set(wanted.filter((p) => !this.models.has(p)))];

@@ -42,7 +42,7 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPa
   const offered = def.kind === 'path' && def.root === 'models' && modelPaths
     ? modelPaths.filter((e) => !def.lists || def.lists.includes(e.kind)).map((e) => e.path)
     : null;
-  const none = def.kind === 'path' && def.optional === true && asString(value).trim() === '';
+  const none = def.kind === 'path' && def.emptyMeans !== undefined && asString(value).trim() === '';
   const missing = offered && !none && !modelPaths!.some((e) => e.path === normalizeModelPath(asString(value)));
   const warning = missing ? `not installed: the server has ${offered.length ? offered.join(', ') : 'no models of this kind'}` : undefined;
   let widget: ReactNode;
@@ -53,6 +53,7 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPa
     case 'path':
       widget = (
         <PathWidget id={id} value={asString(value)} root={def.root} extensions={def.extensions} invalid={invalid || Boolean(warning)}
+          emptyMeans={def.emptyMeans !== undefined ? `empty: ${def.emptyMeans}` : undefined}
           options={offered ?? undefined} onChange={onChange} />
       );
       break;

@@ -6,14 +6,16 @@ interface Props {
   readonly root: 'models' | 'input';
   readonly extensions?: readonly string[];
   readonly invalid: boolean;
+  /** What an empty value means, when it is allowed (e.g. LoadModel's vae: "the model's own"). */
+  readonly emptyMeans?: string;
   /** What the server has under the root (model folders), offered as a dropdown; free text is still allowed. */
   readonly options?: readonly string[] | null;
   readonly onChange: (value: string) => void;
 }
 
 /** A path relative to a server root; the placeholder says which root, the dropdown what the server has there. */
-export function PathWidget({ id, value, root, extensions, invalid, options, onChange }: Props) {
-  const hint = `relative to ${root}/${extensions?.length ? ` (${extensions.join(', ')})` : ''}`;
+export function PathWidget({ id, value, root, extensions, invalid, emptyMeans, options, onChange }: Props) {
+  const hint = emptyMeans ?? `relative to ${root}/${extensions?.length ? ` (${extensions.join(', ')})` : ''}`;
   const listId = options ? `${id}-options` : undefined;
   return (
     <span className="fg-path" title={hint}>

@@ -47,10 +47,12 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
     sandbox = await makeSandbox();
     // A copy, as on another machine (the model scan does not descend into symlinked folders).
     for (const m of ['general', 'cartoon']) await cp(path.join(REPO_ROOT, 'models', 'demo', m), path.join(sandbox.modelsRoot, 'demo', m), { recursive: true });
+    // b also holds a checkpoint file: runs naming it go to b, which builds it into its own --data.
+    await cp(path.join(REPO_ROOT, 'test', 'fixtures', 'checkpoints', 'tiny-sd1.ckpt'), path.join(sandbox.modelsRoot, 'checkpoints', 'tiny-sd1.ckpt'));
     server = await startApi();
     [a, b] = await Promise.all([
-      startWorker(redis.url, { name: 'a', models: path.join(REPO_ROOT, 'models'), out: path.join(sandbox.root, 'out-a') }),
-      startWorker(redis.url, { name: 'b', models: sandbox.modelsRoot, out: path.join(sandbox.root, 'out-b') }),
+      startWorker(redis.url, { name: 'a', models: path.join(REPO_ROOT, 'models'), out: path.join(sandbox.root, 'out-a'), extra: ['--data', path.join(sandbox.root, 'data-a')] }),
+      startWorker(redis.url, { name: 'b', models: sandbox.modelsRoot, out: path.join(sandbox.root, 'out-b'), extra: ['--data', path.join(sandbox.root, 'data-b')] }),
     ]);
     await workersUntil(server.url, (w) => w.length === 2);
   });
@@ -141,6 +143,23 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error, 'invalid_graph');
     assert.deepEqual(refused.body.issues.map((i) => [i.node, i.field, i.code]), [['model', 'params.path', 'model_unavailable']]);
+  });
+
+  it('routes a run naming a checkpoint file to the worker that has the file, which builds and runs it', async () => {
+    const models = await api<{ models: { path: string; kind: string; workers: string[] }[] }>(server.url, '/api/models');
+    const ckpt = models.body.models.find((m) => m.path === 'checkpoints/tiny-sd1.ckpt');
+    assert.deepEqual([ckpt?.kind, ckpt?.workers], ['checkpoint', ['b']]);
+    const before = await workersUntil(server.url, () => true);
+    const ws = await WsClient.connect(server.url, '?client_id=ckpt');
+    try {
+      const run = await runToEnd(server.url, ws, txt2img({ model: 'checkpoints/tiny-sd1.ckpt', steps: 2, size: 16 }), 'ckpt');
+      assert.equal(run.end.type, 'done', JSON.stringify(run.end));
+    } finally {
+      await ws.close();
+    }
+    const after = await workersUntil(server.url, () => true);
+    const done = (name: string, list: typeof after) => list.find((w) => w.name === name)!.runs_done;
+    assert.equal(done('b', after), done('b', before) + 1);
   });
 
   it('cancels a run running on a worker within 2 s', async () => {

@@ -29,7 +29,7 @@ export const LoadModel = defineNode({
         '(use_ema: False), the MagicFusion code and ComfyUI load.',
     },
     vae: {
-      kind: 'path', root: 'models', default: '', optional: true, lists: ['vae', 'checkpoint', 'folder'],
+      kind: 'path', root: 'models', default: '', emptyMeans: "the model's own", lists: ['vae', 'checkpoint', 'folder'],
       description:
         "Empty: the model's own VAE. Else a standalone VAE under the models root (a .safetensors/.ckpt with bare, " +
         'first_stage_model. or diffusers AutoencoderKL keys, or an ONNX folder with vae_decoder/).',

@@ -33,6 +33,8 @@ export interface RunJobData {
 /** A merged entry of GET /api/models in scale-out mode: a folder, which workers serve it, and whether one has it loaded. */
 export interface SharedModelListing {
   readonly path: string;
+  /** An ONNX folder, a checkpoint file or a standalone VAE file, as in a local listing. */
+  readonly kind: string;
   readonly bytes: number;
   readonly parts: readonly string[];
   readonly sha256: Readonly<Record<string, string>>;
@@ -105,12 +107,12 @@ export class RedisBackend {
   }
 
   async listModels(): Promise<SharedModelListing[]> {
-    const byPath = new Map<string, { bytes: number; sha256: Record<string, string>; workers: string[]; loaded: boolean; conflict?: string }>();
+    const byPath = new Map<string, { kind: string; bytes: number; sha256: Record<string, string>; workers: string[]; loaded: boolean; conflict?: string }>();
     for (const w of await this.workers()) {
       for (const m of w.models) {
         let entry = byPath.get(m.path);
         if (!entry) {
-          entry = { bytes: m.bytes, sha256: { ...m.sha256 }, workers: [], loaded: false };
+          entry = { kind: m.kind ?? 'folder', bytes: m.bytes, sha256: { ...m.sha256 }, workers: [], loaded: false };
           byPath.set(m.path, entry);
         } else if (JSON.stringify(entry.sha256) !== JSON.stringify(m.sha256)) {
           entry.conflict = `workers serve different files under "${m.path}" (model.onnx SHA-256 differ); runs may differ by worker`;
@@ -121,7 +123,7 @@ export class RedisBackend {
     }
     return [...byPath.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([path, e]) => ({ path, bytes: e.bytes, parts: Object.keys(e.sha256), sha256: e.sha256, workers: e.workers, loaded: e.loaded, ...(e.conflict ? { conflict: e.conflict } : {}) }));
+      .map(([path, e]) => ({ path, kind: e.kind, bytes: e.bytes, parts: Object.keys(e.sha256), sha256: e.sha256, workers: e.workers, loaded: e.loaded, ...(e.conflict ? { conflict: e.conflict } : {}) }));
   }
 
   readonly execute: ExecuteFn = async (graph, ctx) => {

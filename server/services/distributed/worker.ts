@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
@@ -12,6 +12,8 @@ import { StepGate, type GateState } from '../../engine/step-gate.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
 import type { SessionIsolation } from '../../runtime/session-channel.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
+import { describeCheckpointFile } from '../../sd/checkpoint-folder.js';
+import { findCheckpointFiles } from '../../sd/model-source.js';
 import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
 import { modelResidency, type ModelResidency } from '../model-residency.js';
@@ -438,7 +440,10 @@ export class FuseGraphWorker {
   }
 }
 
-/** Every model folder under the root, with the SHA-256 of each part's model.onnx (what PNG metadata records). */
+/**
+ * Every model folder under the root, with the SHA-256 of each part's model.onnx (what PNG metadata records), and every
+ * checkpoint or VAE file, with the file's SHA-256: a run naming one is routed to the workers that have that file.
+ */
 async function scanModels(root: string, log: WorkerOptions['log']): Promise<WorkerModel[]> {
   const models: WorkerModel[] = [];
   for (const rel of await findModelFolders(root)) {
@@ -449,6 +454,17 @@ async function scanModels(root: string, log: WorkerOptions['log']): Promise<Work
       models.push({ path: rel.split(path.sep).join('/'), bytes: folder.bytes, sha256 });
     } catch (err) {
       log?.(`model folder ${rel} is unusable; not offering it`, err);
+    }
+  }
+  for (const rel of await findCheckpointFiles(root)) {
+    const file = path.join(root, rel);
+    try {
+      const d = await describeCheckpointFile(file);
+      const kind = d.layout === 'vae' ? 'vae' : 'checkpoint';
+      if (kind === 'checkpoint' && d.unsupported !== null) throw new Error(d.unsupported);
+      models.push({ path: rel, kind, bytes: (await stat(file)).size, sha256: { checkpoint: await sha256File(file) } });
+    } catch (err) {
+      log?.(`model file ${rel} is unusable; not offering it`, err);
     }
   }
   return models;
