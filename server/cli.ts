@@ -27,7 +27,7 @@ import { ClipTokenizer } from './sd/tokenizer.js';
 /** Each command's usage lines, printed by `fusegraph --help` (all) and `fusegraph COMMAND --help` (one). */
 const COMMAND_USAGE: Record<string, string> = {
   run: `  run GRAPH.json|GRAPH.png [--models DIR] [--input DIR] [--out DIR] [--set NODE.PARAM=VALUE ...]
-      [--max-run-memory BYTES] [--data DIR] [--session-isolation process|thread]
+      [--max-run-memory BYTES] [--data DIR] [--max-checkpoint-cache BYTES] [--session-isolation process|thread]
       validate and run a graph; prints the files it wrote. Like serve, refuses up front a graph whose estimated
       peak memory exceeds --max-run-memory (default half the free RAM, or of the GPU's when the models run on one),
       using the UNet activations serve or a worker measured into --data (default .fusegraph), if any
@@ -45,7 +45,7 @@ const COMMAND_USAGE: Record<string, string> = {
       --schedule: DDIM's timesteps and alphas_cumprod, torch's float32 values)
 `,
   serve: `  serve [--port 8188] [--host 127.0.0.1] [--token T] [--models DIR] [--input DIR] [--out DIR]
-        [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES]
+        [--concurrency N] [--max-model-memory BYTES] [--max-run-memory BYTES] [--max-cache-memory BYTES] [--max-checkpoint-cache BYTES]
         [--max-queued-per-client N] [--keep-runs N] [--keep-days D] [--unload-idle SECONDS] [--data DIR]
         [--threads N] [--session-isolation process|thread] [--test-hooks]
         [--redis redis://HOST:PORT[/DB] [--redis-ca CA.pem] [--local-worker]]
@@ -55,7 +55,7 @@ const COMMAND_USAGE: Record<string, string> = {
 `,
   worker: `  worker --redis URL [--redis-ca CA.pem] [--models DIR] [--input DIR] [--out DIR] [--provider auto|cpu|webgpu|cuda]
          [--concurrency N] [--name NAME] [--threads N] [--max-model-memory BYTES] [--lock-ms MS]
-         [--resident-grace-ms MS] [--unload-idle SECONDS] [--max-run-memory BYTES] [--data DIR]
+         [--resident-grace-ms MS] [--unload-idle SECONDS] [--max-run-memory BYTES] [--max-checkpoint-cache BYTES] [--data DIR]
          [--session-isolation process|thread] [--test-hooks]
       execute runs for the API nodes on that Redis (listens on no port; docs/scale-out.md); a run whose models
       another worker has loaded is left to it for up to --resident-grace-ms (default 2000, 0: no preference)
@@ -185,7 +185,7 @@ async function cmdSchedule(args: ParsedArgs, io: Io): Promise<number> {
 }
 
 async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'session-isolation', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
+  checkFlags(args, ['port', 'host', 'token', 'models', 'input', 'out', 'concurrency', 'max-model-memory', 'max-run-memory', 'max-cache-memory', 'max-checkpoint-cache', 'max-queued-per-client', 'keep-runs', 'keep-days', 'data', 'threads', 'session-isolation', 'test-hooks', 'redis', 'redis-ca', 'local-worker', 'unload-idle']);
   const { startServer } = await import('./http/start.js');
   const num = (name: string): number | undefined => numberFlag(args, name);
   const server = await startServer({
@@ -200,6 +200,7 @@ async function cmdServe(args: ParsedArgs, io: Io): Promise<number> {
     maxModelMemory: num('max-model-memory'),
     maxRunMemory: num('max-run-memory'),
     maxCacheMemory: num('max-cache-memory'),
+    maxCheckpointCache: num('max-checkpoint-cache'),
     maxQueuedPerClient: num('max-queued-per-client'),
     keepRuns: num('keep-runs'),
     keepDays: num('keep-days'),
@@ -234,7 +235,7 @@ function isolationFlag(args: ParsedArgs): SessionIsolation | undefined {
 }
 
 async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
-  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle', 'max-run-memory', 'data', 'session-isolation']);
+  checkFlags(args, ['redis', 'models', 'input', 'out', 'provider', 'concurrency', 'name', 'threads', 'max-model-memory', 'lock-ms', 'resident-grace-ms', 'test-hooks', 'redis-ca', 'unload-idle', 'max-run-memory', 'max-checkpoint-cache', 'data', 'session-isolation']);
   const { FuseGraphWorker } = await import('./services/distributed/worker.js');
   const redis = flag(args, 'redis') ?? process.env.FUSEGRAPH_REDIS;
   if (!redis) throw new Error('a worker needs --redis redis://HOST:PORT (the API node\'s Redis)');
@@ -263,6 +264,7 @@ async function cmdWorker(args: ParsedArgs, io: Io): Promise<number> {
     ...(grace !== undefined ? { residentGraceMs: grace } : {}),
     ...(unloadIdle !== undefined ? { unloadIdleMs: unloadIdle * 1000 } : {}),
     maxRunMemory: numberFlag(args, 'max-run-memory'),
+    maxCheckpointCache: numberFlag(args, 'max-checkpoint-cache'),
     dataDir: path.resolve(flag(args, 'data') ?? '.fusegraph'),
   });
   if (worker.testHooks) io.err.write('TEST HOOKS ON: sampler steps pass a step gate the API node\'s /api/test routes drive; never use this worker for real work\n');

@@ -33,6 +33,8 @@ export interface ServerOptions {
   maxRunMemory?: number;
   /** Byte budget of the cross-run node cache's tensors. Default 256 MiB. */
   maxCacheMemory?: number;
+  /** Bytes of checkpoint builds kept in `<dataDir>/checkpoints`, least recently used removed first. Default 32 GiB. */
+  maxCheckpointCache?: number;
   /**
    * Release loaded models (sessions, GPU memory, session threads) and the node cache after this many ms without a
    * run; the next run loads again. 0 = keep them. Default 600 000 (10 minutes).
@@ -80,8 +82,8 @@ export interface ServerOptions {
   onActivationEvent?: (e: ProfilerEvent) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>> &
-  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'maxCheckpointCache' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>> &
+  Pick<ServerOptions, 'token' | 'maxModelMemory' | 'maxCacheMemory' | 'maxCheckpointCache' | 'keepDays' | 'redis' | 'redisCa' | 'threads' | 'lockMs' | 'wsBacklogBytes' | 'wsMaxBacklogBytes' | 'onActivationEvent'>;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -121,6 +123,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (o.maxCacheMemory !== undefined) {
     check(Number.isFinite(o.maxCacheMemory) && o.maxCacheMemory >= 0, `maxCacheMemory must be a number of bytes ≥ 0, got ${o.maxCacheMemory}`);
   }
+  if (o.maxCheckpointCache !== undefined) {
+    check(Number.isFinite(o.maxCheckpointCache) && o.maxCheckpointCache >= 0, `maxCheckpointCache must be a number of bytes ≥ 0, got ${o.maxCheckpointCache}`);
+  }
   if (o.maxModelMemory !== undefined) {
     check(Number.isFinite(o.maxModelMemory) && o.maxModelMemory > 0, `maxModelMemory must be a positive number of bytes, got ${o.maxModelMemory}`);
   }
@@ -142,6 +147,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxRunMemory,
     unloadIdleMs,
     maxCacheMemory: o.maxCacheMemory,
+    maxCheckpointCache: o.maxCheckpointCache,
     maxQueuedPerClient,
     keepRuns,
     keepDays: o.keepDays,

@@ -53,6 +53,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const residency = modelResidency({
     ...(scaleOut ? {} : { dataDir: o.dataDir }),
     maxModelMemory: o.maxModelMemory, maxCacheMemory: o.maxCacheMemory, threads: o.threads, isolation: o.sessionIsolation,
+    ...(o.maxCheckpointCache !== undefined ? { maxCheckpointCache: o.maxCheckpointCache } : {}),
     unloadIdleMs: o.unloadIdleMs, log: o.log, onActivationEvent: o.onActivationEvent,
   });
   const { models, cache, idle, activations } = residency;

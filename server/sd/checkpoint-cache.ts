@@ -7,7 +7,7 @@ import { CHECKPOINT_MANIFEST, writeCheckpointFolder, writeVaeFolder, type Checkp
 import { sha256File } from './sd-model.js';
 
 /** Bumped whenever the graph builders change what they emit: older builds are then rebuilt, not reused. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 export interface BuildRequest {
   /** A whole model, or only a standalone VAE's parts (LoadModel's `vae` for any model). */

@@ -86,11 +86,21 @@ export class ModelManager {
     } else {
       const model = (async () => {
         const folder = await this.folderOf(source, provider, onBuild);
-        return SdModel.load(key, folder, providerCandidates(provider), this.threads, {
-          ...(this.options.isolation ? { isolation: this.options.isolation } : {}),
-          ...(source.prediction !== 'auto' ? { prediction: source.prediction } : {}),
-          ...(source.kind === 'checkpoint' ? { checkpoint: source.path } : {}),
-        });
+        // A loaded model's cached builds stay while it is loaded: the cache's eviction skips pinned ones.
+        const unpin = [folder.dir, path.dirname(path.dirname(folder.parts.vaeDecoder))]
+          .filter((d) => this.options.checkpoints && path.dirname(d) === this.options.checkpoints.dir)
+          .map((d) => this.options.checkpoints!.pin(d));
+        try {
+          return await SdModel.load(key, folder, providerCandidates(provider), this.threads, {
+            ...(this.options.isolation ? { isolation: this.options.isolation } : {}),
+            ...(source.prediction !== 'auto' ? { prediction: source.prediction } : {}),
+            ...(source.kind === 'checkpoint' ? { checkpoint: source.path } : {}),
+            onDispose: () => unpin.forEach((u) => u()),
+          });
+        } catch (err) {
+          unpin.forEach((u) => u());
+          throw err;
+        }
       })();
       entry = { model, stamp, users: 0, bytes: 0 };
       this.entries.set(key, entry);

@@ -25,6 +25,10 @@ export interface ModelInfo {
   readonly parts: Readonly<Record<PartName, PartMeta>>;
 }
 
+/** The text encoder's CLIP-skip-2 output and its textual-inversion input (server/checkpoint/build/text-encoder-graph.ts). */
+const PENULTIMATE_OUTPUT = 'hidden_states_penultimate';
+const EXTRA_EMBEDDINGS_INPUT = 'extra_embeddings';
+
 function findInput(meta: PartMeta, name: string, file: string): ValueMeta {
   const m = meta.inputs.find((i) => i.name === name);
   if (!m) throw new ModelFolderError(`${file}: expected an input named "${name}", found ${meta.inputs.map((i) => i.name).join(', ')}`, file);
@@ -71,6 +75,7 @@ export class SdModel {
     /** The checkpoint file this model was built from (its folder is then a cached build), or null for a folder. */
     readonly checkpoint: string | null,
     private readonly host: SessionHost,
+    private readonly onDispose?: () => void,
   ) {}
 
   static async load(
@@ -78,7 +83,13 @@ export class SdModel {
     folder: ModelFolder,
     providers: readonly Provider[],
     threads: number,
-    opts: { isolation?: SessionIsolation; prediction?: 'epsilon' | 'v_prediction'; checkpoint?: string } = {},
+    opts: {
+      isolation?: SessionIsolation;
+      prediction?: 'epsilon' | 'v_prediction';
+      checkpoint?: string;
+      /** Called once the model's sessions are closed (a cached build is no longer in use). */
+      onDispose?: () => void;
+    } = {},
   ): Promise<SdModel> {
     const { isolation, prediction } = opts;
     const host = new SessionHost(isolation);
@@ -96,7 +107,7 @@ export class SdModel {
       const predicts = prediction ?? declared;
       const asEpsilon = { config: { ...scheduler.config, prediction_type: 'epsilon' as const }, json: withEpsilon(scheduler.json) };
       return new SdModel(
-        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, asEpsilon.config, asEpsilon.json, info, predicts, opts.checkpoint ?? null, host,
+        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, asEpsilon.config, asEpsilon.json, info, predicts, opts.checkpoint ?? null, host, opts.onDispose,
       );
     } catch (err) {
       await opening.catch(() => undefined);
@@ -139,19 +150,56 @@ export class SdModel {
     return path.basename(this.folder.dir);
   }
 
-  /** Encodes token id rows ([rows][77]) → last_hidden_state [rows, 77, hidden] as float32. */
-  async encodeText(idRows: readonly (readonly number[])[]): Promise<Tensor32> {
-    const meta = findInput(this.info.parts.textEncoder, 'input_ids', this.folder.parts.textEncoder);
+  /**
+   * What this text encoder offers beyond `last_hidden_state`: `hidden_states_penultimate` (CLIP skip 2, FuseGraph's
+   * checkpoint builds) and an `extra_embeddings` input (textual inversion, see text-encoder-graph.ts), by the
+   * session's metadata.
+   */
+  get textEncoderFeatures(): { readonly penultimate: boolean; readonly extraEmbeddings: boolean } {
+    const te = this.info.parts.textEncoder;
+    return {
+      penultimate: te.outputs.some((o) => o.name === PENULTIMATE_OUTPUT),
+      extraEmbeddings: te.inputs.some((i) => i.name === EXTRA_EMBEDDINGS_INPUT),
+    };
+  }
+
+  /**
+   * Encodes token id rows ([rows][77]) → [rows, 77, hidden] float32: `last_hidden_state` (the default layer), or with
+   * `layer: 'penultimate'` `hidden_states_penultimate`. Ids −1−k stand for row k of `extraEmbeddings` [E, hidden],
+   * for a text encoder with that input (textEncoderFeatures); it is fed empty when not given.
+   */
+  async encodeText(
+    idRows: readonly (readonly number[])[],
+    opts: { readonly layer?: 'last' | 'penultimate'; readonly extraEmbeddings?: Tensor32 } = {},
+  ): Promise<Tensor32> {
+    const te = this.info.parts.textEncoder;
+    const meta = findInput(te, 'input_ids', this.folder.parts.textEncoder);
     const len = idRows[0]?.length ?? 0;
     const flat = idRows.flat();
     const ids: WireTensor =
       meta.type === 'int64'
         ? { type: 'int64', dims: [idRows.length, len], data: BigInt64Array.from(flat, (v) => BigInt(v)) }
         : { type: 'int32', dims: [idRows.length, len], data: Int32Array.from(flat) };
-    const outName = this.info.parts.textEncoder.outputs.some((o) => o.name === 'last_hidden_state')
-      ? 'last_hidden_state'
-      : this.info.parts.textEncoder.outputs[0]!.name;
-    const out = await this.host.run('textEncoder', { input_ids: ids }, [outName]);
+    const feeds: Record<string, WireTensor> = { input_ids: ids };
+    const extraMeta = te.inputs.find((i) => i.name === EXTRA_EMBEDDINGS_INPUT);
+    if (extraMeta) {
+      const width = numericDim(extraMeta, 1) ?? opts.extraEmbeddings?.shape[1] ?? this.info.hiddenSize ?? 0;
+      feeds[EXTRA_EMBEDDINGS_INPUT] = opts.extraEmbeddings
+        ? { type: 'float32', dims: opts.extraEmbeddings.shape, data: opts.extraEmbeddings.data }
+        : { type: 'float32', dims: [0, width], data: new Float32Array(0) };
+    } else if (opts.extraEmbeddings && opts.extraEmbeddings.shape[0]! > 0) {
+      throw new Error(`${this.folder.parts.textEncoder}: this text encoder has no "${EXTRA_EMBEDDINGS_INPUT}" input, so it cannot take textual-inversion embeddings`);
+    }
+    let outName: string;
+    if (opts.layer === 'penultimate') {
+      if (!te.outputs.some((o) => o.name === PENULTIMATE_OUTPUT)) {
+        throw new Error(`${this.folder.parts.textEncoder}: this text encoder has no "${PENULTIMATE_OUTPUT}" output, so it cannot give CLIP skip 2`);
+      }
+      outName = PENULTIMATE_OUTPUT;
+    } else {
+      outName = te.outputs.some((o) => o.name === 'last_hidden_state') ? 'last_hidden_state' : te.outputs[0]!.name;
+    }
+    const out = await this.host.run('textEncoder', feeds, [outName]);
     return toFloat32(out[outName]!);
   }
 
@@ -234,6 +282,7 @@ export class SdModel {
 
   async dispose(): Promise<void> {
     await this.host.close();
+    this.onDispose?.();
   }
 }
 

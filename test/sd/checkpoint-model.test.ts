@@ -108,6 +108,24 @@ describe('a checkpoint file loads as a model', () => {
     manager.release(m);
   });
 
+  test('tiny-sd2.safetensors (fp16, OpenCLIP, linear proj): prompts pad with id 0 and condition on the penultimate layer', async (t) => {
+    const m = await manager.acquire(source('tiny-sd2.safetensors'), 'cpu');
+    // The tensors decide v-prediction by ComfyUI's SD-2 rule (docs/models.md): the fixture's random biases pass it.
+    assert.equal(m.prediction, 'v_prediction');
+    assert.equal(m.tokenizer.padTokenId, 0);
+    const text = byName('sd2-text');
+    const ids = text.inputs['input_ids'] as number[][];
+    assert.deepEqual(m.tokenizer.encodePadded('a red cat on the left'), ids[0]);
+    const enc = await m.encodeText(ids);
+    close(t, 'SD-2 text encoder (penultimate + ln_final)', enc.data, (await npy(text.outputs['penultimate']!.file)).data, 1e-5);
+    const unet = byName('sd2-unet-t500');
+    const sample = await npy((unet.inputs['sample'] as { file: string }).file);
+    const context = await npy((unet.inputs['context'] as { file: string }).file);
+    const out = await m.predict({ data: sample.data, shape: sample.shape }, Number(unet.inputs['timestep']), { data: context.data, shape: context.shape });
+    close(t, 'SD-2 UNet', out, (await npy(unet.outputs['out']!.file)).data, 1e-5);
+    manager.release(m);
+  });
+
   test('cache: listed with its source, cleared on request; a failed build leaves nothing behind', async () => {
     const entries = await cache.list();
     assert.ok(entries.some((e) => e.manifest?.source === 'tiny-sd1.ckpt' && e.manifest.ema === false));

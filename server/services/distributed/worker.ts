@@ -44,6 +44,8 @@ export interface WorkerOptions {
   /** Where each model's sessions run (session-channel.ts). Default `process`. */
   readonly sessionIsolation?: SessionIsolation;
   readonly maxModelMemory?: number;
+  /** Bytes of checkpoint builds kept in `<dataDir>/checkpoints` (serve's --max-checkpoint-cache). */
+  readonly maxCheckpointCache?: number | undefined;
   /** TEST-ONLY: sampler steps pass a step gate the API node's /api/test/gate drives through Redis. */
   readonly testHooks?: boolean;
   /**
@@ -144,6 +146,7 @@ export class FuseGraphWorker {
     this.residency = modelResidency({
       ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
       maxModelMemory: opts.maxModelMemory, threads: opts.threads, unloadIdleMs: opts.unloadIdleMs ?? 600_000, log: this.log,
+      ...(opts.maxCheckpointCache !== undefined ? { maxCheckpointCache: opts.maxCheckpointCache } : {}),
       ...(opts.sessionIsolation !== undefined ? { isolation: opts.sessionIsolation } : {}),
       onReleased: () => this.beat(), // the registry's resident list steers runs (see Grace); keep it true
     });
