@@ -72,7 +72,10 @@ async function folderFacts(dir: string, options: PreflightOptions): Promise<Mode
     // reported by LoadModel at run time
   }
   const levels = folder.unetConfig?.block_out_channels;
+  const textConfig = await readJsonIfExists(path.join(dir, 'text_encoder', 'config.json')).catch(() => null);
+  const width = textConfig?.hidden_size ?? folder.unetConfig?.cross_attention_dim;
   return {
+    textWidth: typeof width === 'number' ? width : null,
     vaeFactor: vaeFactorFromConfig(folder.vaeConfig),
     unetFactor: Array.isArray(levels) && levels.length > 0 ? 2 ** (levels.length - 1) : null,
     scheduler,
@@ -93,6 +96,7 @@ async function checkpointFacts(file: string, describe: (file: string) => Promise
   return {
     vaeFactor: 2 ** (vae.chMult.length - 1),
     unetFactor: 2 ** (unet.channelMult.length - 1),
+    textWidth: arch.textEncoder.width,
     scheduler: parseSchedulerConfig(schedulerJson),
     schedulerJson,
     memory: {

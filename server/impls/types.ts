@@ -90,6 +90,8 @@ export interface AdmittedModel {
   /** scheduler_config.json as DDIM reads it, and as the file holds it (the Sampler's schedulers read that); null when unreadable. */
   readonly scheduler: SchedulerConfig | null;
   readonly schedulerJson: unknown;
+  /** The text encoder's width (its embeddings' size: EncodePrompt checks textual-inversion files); null when unknown. */
+  readonly textWidth?: number | null;
 }
 
 /**

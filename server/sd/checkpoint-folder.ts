@@ -101,7 +101,7 @@ export async function writeCheckpointFolder(file: string, outDir: string, opts: 
     const progress = (part: string) => (done: number, total: number) => opts.onProgress?.(part, done, total);
 
     await mkdir(outDir, { recursive: true });
-    await buildTextEncoderGraph(componentWeights(tensors, desc, 'textEncoder', { ema: false }), arch.textEncoder, path.join(outDir, 'text_encoder'), { precision });
+    await buildTextEncoderGraph(componentWeights(tensors, desc, 'textEncoder', { ema: false }), arch.textEncoder, path.join(outDir, 'text_encoder'), { precision, extraEmbeddings: true });
     progress('text_encoder')(1, 1);
     await buildUnetGraph(componentWeights(tensors, desc, 'unet', { ema: opts.ema }), arch.unet, path.join(outDir, 'unet'), { precision, onProgress: progress('unet') });
     await writeVaeParts(vaeWeights, vaeArch, outDir);

@@ -213,6 +213,7 @@ interface ClipTokenizerParts {
   eosTokenId: number;
   padTokenId: number;
   unkTokenId: number;
+  vocab: ReadonlyMap<string, number>;
   vocabSize: number;
   idSpan: number;
   byteIds: Int32Array;
@@ -231,6 +232,7 @@ export class ClipTokenizer {
   readonly vocabSize: number;
 
   private readonly unkTokenId: number;
+  private readonly vocab: ReadonlyMap<string, number>;
   private readonly idSpan: number;
   private readonly byteIds: Int32Array;
   private readonly byteEndIds: Int32Array;
@@ -248,6 +250,7 @@ export class ClipTokenizer {
     this.eosTokenId = parts.eosTokenId;
     this.padTokenId = parts.padTokenId;
     this.unkTokenId = parts.unkTokenId;
+    this.vocab = parts.vocab;
     this.vocabSize = parts.vocabSize;
     this.idSpan = parts.idSpan;
     this.byteIds = parts.byteIds;
@@ -386,6 +389,7 @@ export class ClipTokenizer {
       eosTokenId: ids.get('eos_token') ?? 0,
       padTokenId: ids.get('pad_token') ?? 0,
       unkTokenId,
+      vocab,
       vocabSize,
       idSpan,
       byteIds,
@@ -415,6 +419,20 @@ export class ClipTokenizer {
     const ids = this.encode(text);
     while (ids.length < this.modelMaxLength) ids.push(this.padTokenId);
     return ids;
+  }
+
+  /** The content tokens of `text` (no BOS/EOS), not truncated: prompt-syntax.ts chunks them itself. */
+  tokens(text: string): number[] {
+    const out: number[] = [];
+    this.splitAdded(text, this.rawAdded, out, Infinity, (piece) => {
+      this.splitAdded(normalize(piece), this.normalizedAdded, out, Infinity, (norm) => this.appendWords(norm, out, Infinity));
+    });
+    return out;
+  }
+
+  /** The id of one vocabulary entry as vocab.json spells it (e.g. "cat</w>"), or undefined. */
+  vocabId(entry: string): number | undefined {
+    return this.vocab.get(entry);
   }
 
   /** Emits added tokens as ids and hands the text between them to `rest`. */

@@ -18,8 +18,8 @@ function fullGraph(): Graph {
     meta: { name: 'round trip', description: 'every param explicit' },
     nodes: {
       model: { type: 'LoadModel', params: { path: 'tiny/general', provider: 'cpu', ema: false, vae: '', prediction: 'auto' }, ui: { x: 0, y: 0 } },
-      prompt: { type: 'EncodePrompt', params: { text: 'a lion\nwith a crown' }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: -40 } },
-      uncond: { type: 'EncodePrompt', params: { text: '' }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: 180 } },
+      prompt: { type: 'EncodePrompt', params: { text: 'a lion\nwith a crown', clip_skip: 1 }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: -40 } },
+      uncond: { type: 'EncodePrompt', params: { text: '', clip_skip: 1 }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: 180 } },
       x_t: { type: 'NoiseLatent', params: { seed: 4294967295, width: 64, height: 48, batch: 2 }, inputs: { model: { node: 'model', output: 'model' } }, ui: { x: 320, y: 400 } },
       eps: {
         type: 'PredictNoise',
@@ -55,7 +55,7 @@ describe('graph v1 ⇄ editor model', () => {
     const model = imported(fullGraph());
     assert.deepStrictEqual(model.nodes.map((n) => n.id), ['model', 'prompt', 'uncond', 'x_t', 'eps', 'sample', 'decode', 'save.final']);
     const prompt = model.nodes.find((n) => n.id === 'prompt');
-    assert.deepStrictEqual(prompt?.params, { text: 'a lion\nwith a crown' });
+    assert.deepStrictEqual(prompt?.params, { text: 'a lion\nwith a crown', clip_skip: 1 });
     assert.deepStrictEqual(prompt?.position, { x: 320, y: -40 });
     assert.equal(model.nodes.find((n) => n.id === 'x_t')?.params.seed, 4294967295);
   });

@@ -4,6 +4,8 @@
  *
  * Graph I/O (float32 at the boundary whatever the precision):
  * - `input_ids` int32 [batch, sequence], sequence ≤ maxPositions (FuseGraph feeds one 77-token chunk at a time);
+ * - with `extraEmbeddings` (the checkpoint builds): `extra_embeddings` float32 [extra, width], textual-inversion
+ *   vectors (server/sd/embeddings.ts): an id −1−k stands for row k (extra may be 0, ids ≥ 0 are the vocabulary's);
  * - `last_hidden_state` float32 [batch, sequence, width]: what the UNet is conditioned on by default.
  *   CLIP (SD-1, FrozenCLIPEmbedder): the last layer's output → final_layer_norm.
  *   OpenCLIP (SD-2, FrozenOpenCLIPEmbedder layer="penultimate"): the output of the second-to-last layer → ln_final
@@ -164,7 +166,7 @@ export async function buildTextEncoderGraph(
   weights: Weights,
   arch: TextEncoderArchitecture,
   outDir: string,
-  opts: { precision: GraphPrecision },
+  opts: { precision: GraphPrecision; extraEmbeddings?: boolean },
 ): Promise<void> {
   if (arch.width % arch.heads !== 0) throw new RangeError(`text encoder: width ${arch.width} is not a multiple of ${arch.heads} heads`);
   if (arch.layers < 1) throw new RangeError(`text encoder: ${arch.layers} layers`);
@@ -178,7 +180,23 @@ export async function buildTextEncoderGraph(
     const ids = g.addInput('input_ids', DataType.INT32, ['batch', 'sequence']);
     e.expectShape(names.tokenEmbedding, [arch.vocabSize, W]);
     e.expectShape(names.positionEmbedding, [arch.maxPositions, W]);
-    const tokens = g.op('Gather', [await ops.w.param(names.tokenEmbedding), ids], { axis: attr.int(0) });
+    const table = await ops.w.param(names.tokenEmbedding);
+    let tokens: string;
+    if (opts.extraEmbeddings) {
+      // Textual-inversion vectors: id -1-k is row k of extra_embeddings [E, width] (float32; E may be 0). Two Gathers
+      // and a Where rather than a Concat onto the table, which would copy the whole table at every call; an id ≥ 0
+      // gives exactly the plain Gather's row.
+      const extra = g.addInput('extra_embeddings', DataType.FLOAT, ['extra', W]);
+      const zero = g.addInt32Initializer(g.uniqueName('const_i32'), [0], []);
+      const own = g.op('Gather', [table, g.op('Max', [ids, zero])], { axis: attr.int(0) });
+      // Row 0 is zeros, so every id ≥ 0 gathers something valid even when extra is empty.
+      const padded = g.op('Concat', [ops.constant(new Array<number>(W).fill(0), [1, W]), ops.fromFloat32(extra)], { axis: attr.int(0) });
+      const picked = g.op('Gather', [padded, g.op('Max', [g.op('Neg', [ids]), zero])], { axis: attr.int(0) });
+      const isExtra = g.op('Unsqueeze', [g.op('Less', [ids, zero]), g.constInt64([2])]);
+      tokens = g.op('Where', [isExtra, picked, own]);
+    } else {
+      tokens = g.op('Gather', [table, ids], { axis: attr.int(0) });
+    }
     // Position ids = arange(sequence): the first `sequence` rows of the table.
     const seq = g.op('Shape', [ids], { start: attr.int(1), end: attr.int(2) });
     const positions = g.op('Slice', [await ops.w.param(names.positionEmbedding), g.constInt64([0]), seq, g.constInt64([0])]);

@@ -195,7 +195,7 @@ export interface TorchFile extends TensorFile {
   readonly tensors: ReadonlyMap<string, TorchTensor>;
   /** The archive's top-level folder (`archive` for Lightning checkpoints). */
   readonly archiveName: string;
-  /** Where the tensors were found: `state_dict`, `model`, `module`, or `` for the top dict. */
+  /** Where the tensors were found: `state_dict`, `model`, `module`, `string_to_param` (an A1111 textual-inversion .pt), or `` for the top dict. */
   readonly stateDictKey: string;
   /** Globals the pickle named only as data (e.g. Lightning's ModelCheckpoint class as a dict key). */
   readonly placeholderGlobals: ReadonlySet<string>;
@@ -282,7 +282,7 @@ function findStateDict(root: PyValue, file: string): { key: string; dict: Map<Py
   const sd = root.get('state_dict');
   if (sd instanceof Map) return { key: 'state_dict', dict: sd };
   if (hasTensors(root)) return { key: '', dict: root };
-  for (const key of ['model', 'module']) {
+  for (const key of ['model', 'module', 'string_to_param']) {
     const d = root.get(key);
     if (d instanceof Map && hasTensors(d)) return { key, dict: d };
   }
