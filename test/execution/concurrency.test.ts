@@ -52,12 +52,12 @@ describe('execution off the main thread', () => {
     // Each step issues both calls before awaiting either: their intervals overlap.
     const overlapping = general.filter((g) => cartoon.some((c) => c.start < g.end && g.start < c.end));
     assert.equal(overlapping.length, 6);
-    // Inference runs on worker threads: timers keep firing while the UNets compute. Inference on the main thread
-    // would block them for the whole of every call, so no tick could fall inside a call; the 5 ms timer may miss
-    // half its ticks to the scheduling noise of a busy 2-core machine.
+    // Inference runs outside the main thread: timers keep firing while the UNets compute. Inference on the main thread
+    // would block them for the whole of every call, so no tick could fall inside one. How many fall inside depends on
+    // how busy the machine is (a loaded 2-core CI machine delays timers a lot), so the test asks only that the loop
+    // ticked during the calls at all, in most of the steps: what load cannot break. The tick rate is a benchmark's.
     const steps = general.map((g, i) => ({ start: Math.min(g.start, cartoon[i]!.start), end: Math.max(g.end, cartoon[i]!.end) }));
-    const busy = steps.reduce((sum, s) => sum + (s.end - s.start), 0);
-    const inside = ticks.filter((t) => steps.some((s) => t > s.start && t < s.end)).length;
-    assert.ok(inside >= busy / 5 / 2, `${inside} timer ticks during ${busy.toFixed(0)} ms of UNet calls (expected about ${(busy / 5).toFixed(0)})`);
+    const ticked = steps.filter((s) => ticks.some((t) => t > s.start && t < s.end)).length;
+    assert.ok(ticked >= Math.ceil(steps.length / 2), `the event loop ticked inside the UNet calls of only ${ticked} of ${steps.length} steps`);
   });
 });
