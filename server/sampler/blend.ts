@@ -31,8 +31,9 @@ function checkBlendArgs(
  * argmax SNB: per pixel, take the noise whose saliency is the largest, the mask shared by all channels. Returns how
  * many pixels (over B*H*W) took each input, for diagnostics.
  *
- * A later input wins only when strictly larger, which reproduces torch.argmax over the stacked maps: it returns the
- * first index on ties, so ties (and NaN saliencies) keep the earlier input. The original compares fp16-rounded
+ * A later input wins only when strictly larger, and a NaN saliency wins over every number, the first NaN over later
+ * ones: exactly torch.argmax over the stacked maps, which returns the first index on ties and treats NaN as the
+ * maximum (torch 1.13: argmax([1, nan, 3]) = 1, argmax([nan, 2, nan]) = 0). The original compares fp16-rounded
  * probabilities, so float32 maps can pick differently only at near-tie pixels (spec §1.3). Each pixel is read and
  * written in place, so out may alias any input.
  */
@@ -49,9 +50,9 @@ export function blendArgmax(out: Float32Array, noises: readonly Float32Array[], 
     for (let p = 0; p < hw; p++) {
       let best = 0;
       let bestSal = sals[0]![mapBase + p]!;
-      for (let k = 1; k < sals.length; k++) {
+      for (let k = 1; k < sals.length && !Number.isNaN(bestSal); k++) {
         const v = sals[k]![mapBase + p]!;
-        if (v > bestSal) {
+        if (v > bestSal || Number.isNaN(v)) {
           best = k;
           bestSal = v;
         }

@@ -100,18 +100,27 @@ describe('blendArgmax', () => {
     assert.deepEqual(out, a);
   });
 
-  it('is strict by a single float32 step, and keeps a for NaN saliency', () => {
+  it('is strict by a single float32 step, and takes a NaN saliency as torch.argmax does (NaN is the maximum, the first one wins)', () => {
     const { a, b } = pair();
     const salA = new Float32Array(2 * HW).fill(0.25);
     const salB = salA.slice();
     salB[7] = Math.fround(0.25 + 2 ** -25); // the next float32 above 0.25
-    salB[HW + 3] = Number.NaN;
+    salB[HW + 3] = Number.NaN; // torch 1.13: argmax([0.25, nan]) = 1
+    salA[HW + 5] = Number.NaN; // argmax([nan, 0.25]) = 0
+    salA[HW + 6] = Number.NaN;
+    salB[HW + 6] = Number.NaN; // argmax([nan, nan]) = 0
     const out = new Float32Array(N);
-    assert.equal(blendArgmax(out, [a, b], [salA, salB], shape)[1], 1);
+    assert.equal(blendArgmax(out, [a, b], [salA, salB], shape)[1], 2);
     for (let c = 0; c < 3; c++) {
       assert.equal(out[c * HW + 7], b[c * HW + 7]);
-      assert.equal(out[(3 + c) * HW + 3], a[(3 + c) * HW + 3]);
+      assert.equal(out[(3 + c) * HW + 3], b[(3 + c) * HW + 3]);
+      assert.equal(out[(3 + c) * HW + 5], a[(3 + c) * HW + 5]);
+      assert.equal(out[(3 + c) * HW + 6], a[(3 + c) * HW + 6]);
     }
+    // Three inputs: the first NaN wins over a later NaN and over larger numbers (torch: argmax([1, nan, nan]) = 1).
+    const three = [new Float32Array(2 * HW).fill(1), new Float32Array(2 * HW).fill(Number.NaN), new Float32Array(2 * HW).fill(Number.NaN)];
+    const c3 = a.slice();
+    assert.deepEqual(blendArgmax(new Float32Array(N), [a, b, c3], three, shape), [0, 2 * HW, 0]);
   });
 
   it('may write into a or b', () => {
