@@ -328,6 +328,9 @@ describe('fusegraph CLI', () => {
         assert.match(r.stderr, message, value);
       }
       assert.equal((await cli(['run', file, '--max-run-memory'], ws.root)).stderr.trim(), 'error: --max-run-memory needs a value');
+      // An unknown flag last on the line is named as unknown (not "needs a value"), with the flags the command takes.
+      const unknown = (await cli(['validate', file, '--verbose'], ws.root)).stderr.trim();
+      assert.equal(unknown, 'error: unknown option: --verbose; it takes --set, --models, --max-run-memory, --data');
     });
 
     it('rejects a worker\'s bad numeric flags before it connects, naming the flag', async () => {
