@@ -52,10 +52,16 @@ export const RefSchema = z.string().min(1).max(100);
  * Why a run failed, for programs: `invalid_graph` (refused by validation or admission when it came to run, e.g. re-queued
  * by a restart after its model folder went), `model_missing` (a model's folder or files could not be read or loaded when the run reached
  * its loader),
- * `out_of_memory`, `cancelled`, `node_failed` (any other failure of a node), `internal` (a server bug outside any node).
+ * `out_of_memory`, `cancelled`, `node_failed` (any other failure of a node), `internal` (a server bug outside any node),
+ * and for a node whose model's session process (docs/api.md "Session processes") ended under its call:
+ * `session_hung` (it made no progress within its limit and was killed), `session_killed` (a signal from outside the
+ * server, e.g. `kill -9`; the kernel's OOM killer is `out_of_memory`), `session_crashed` (a crash such as SIGSEGV, or an exit).
  * Defined once here; the server sets it, scale-out carries it from the worker as it is.
  */
-export const RUN_ERROR_CODES = ['invalid_graph', 'model_missing', 'out_of_memory', 'cancelled', 'node_failed', 'internal'] as const;
+export const RUN_ERROR_CODES = [
+  'invalid_graph', 'model_missing', 'out_of_memory', 'cancelled', 'node_failed', 'internal',
+  'session_hung', 'session_killed', 'session_crashed',
+] as const;
 export const RunErrorCodeSchema = z.enum(RUN_ERROR_CODES);
 export type RunErrorCode = z.infer<typeof RunErrorCodeSchema>;
 
@@ -282,3 +288,14 @@ export const ModelListingSchema = z.looseObject({
   error: z.string().optional(),
 });
 export type ModelListing = z.infer<typeof ModelListingSchema>;
+
+/** The answer of POST /api/prompt/tokens: content tokens per 75-token chunk, and the embeddings named but not found. */
+export const PromptTokensSchema = z.object({
+  chunks: z.array(z.number().int().nonnegative()).min(1),
+  missing: z.array(z.string()),
+});
+export type PromptTokens = z.infer<typeof PromptTokensSchema>;
+
+/** The answer of GET /api/embeddings: every name `embedding:NAME` takes (subfolders as `sub/name`), sorted. */
+export const EmbeddingListSchema = z.object({ embeddings: z.array(z.string()) });
+export type EmbeddingList = z.infer<typeof EmbeddingListSchema>;

@@ -2,9 +2,9 @@ import type { NodeDef } from '../../nodes/define.js';
 import { parseNodesResponse } from '../editor/node-registry.js';
 import { authHeaders } from './auth.js';
 import type { GraphIssue } from '../../nodes/graph-format.js';
-import type { QueueState, RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
+import type { PromptTokens, QueueState, RunDetail, RunSummary, SubmitAccepted, TemplateInfo } from '../../nodes/protocol.js';
 import type { ModelEntryKind } from '../../nodes/define.js';
-import { ErrorBodySchema, ModelListingSchema, QueueStateSchema } from '../../nodes/protocol.js';
+import { EmbeddingListSchema, ErrorBodySchema, ModelListingSchema, PromptTokensSchema, QueueStateSchema } from '../../nodes/protocol.js';
 
 /** An HTTP answer other than 2xx; `body` is the parsed JSON when there was one. */
 export class ApiError extends Error {
@@ -132,4 +132,14 @@ export async function graphFromPng(png: Blob): Promise<unknown> {
     if (e instanceof ApiError && e.status === 422) return null;
     throw e;
   }
+}
+
+/** Content tokens per 75-token chunk of a prompt, as EncodePrompt packs them, and the embeddings it names that are missing. */
+export async function fetchPromptTokens(text: string, signal?: AbortSignal): Promise<PromptTokens> {
+  return PromptTokensSchema.parse(await request('/api/prompt/tokens', { ...json({ text }), ...(signal ? { signal } : {}) }));
+}
+
+/** The names `embedding:NAME` takes: the files under the server's models/embeddings, without extension. */
+export async function fetchEmbeddings(): Promise<string[]> {
+  return EmbeddingListSchema.parse(await request('/api/embeddings')).embeddings;
 }

@@ -7,6 +7,7 @@ import type { ParamValue } from '../editor/graph-convert.js';
 import { CheckboxWidget } from './CheckboxWidget.js';
 import { NumberWidget } from './NumberWidget.js';
 import { PathWidget } from './PathWidget.js';
+import { PromptWidget } from './PromptWidget.js';
 import { SeedWidget } from './SeedWidget.js';
 import { SelectWidget } from './SelectWidget.js';
 import { stopCanvasEvents } from './stop-canvas-events.js';
@@ -48,7 +49,10 @@ export function ParamWidget({ nodeId, name, def, value: initial, issues, modelPa
   let widget: ReactNode;
   switch (def.kind) {
     case 'string':
-      widget = <TextWidget id={id} value={asString(value)} multiline={Boolean(def.multiline)} maxLength={def.maxLength} invalid={invalid} onChange={onChange} />;
+      // EncodePrompt's `text` (the one multiline text param): token counts and `embedding:` completion.
+      widget = def.multiline && name === 'text'
+        ? <PromptWidget id={id} value={asString(value)} maxLength={def.maxLength} invalid={invalid} onChange={onChange} />
+        : <TextWidget id={id} value={asString(value)} multiline={Boolean(def.multiline)} maxLength={def.maxLength} invalid={invalid} onChange={onChange} />;
       break;
     case 'path':
       widget = (

@@ -9,6 +9,7 @@ import { graphFromPngRoutes } from './routes/graph-from-png.js';
 import { graphsRoutes } from './routes/graphs.js';
 import { modelsRoutes } from './routes/models.js';
 import { nodesRoutes } from './routes/nodes.js';
+import { promptsRoutes } from './routes/prompts.js';
 import { queueRoutes } from './routes/queue.js';
 import { runsRoutes } from './routes/runs.js';
 import { testHookRoutes, type GateControl } from './routes/test-hooks.js';
@@ -22,6 +23,8 @@ import type { SocketStats } from './ws-hub.js';
 export interface AppDeps {
   readonly queue: RunQueue;
   readonly listModels: () => Promise<unknown[]>;
+  /** The models root the prompt routes read embeddings from (models/embeddings). */
+  readonly modelsRoot: string;
   readonly outputRoot: string;
   readonly graphsDir: string;
   readonly clientDir: string;
@@ -70,6 +73,7 @@ export function createApp(deps: AppDeps): Express {
   api.use(express.json({ limit: deps.bodyLimit, verify: (_req, _res, body) => checkJsonBody(body) }));
   api.use(nodesRoutes());
   api.use(modelsRoutes(deps.listModels));
+  api.use(promptsRoutes(deps.modelsRoot));
   api.use(runsRoutes(deps.queue, deps.submit));
   api.use(workersRoutes(deps.listWorkers));
   api.use(queueRoutes(deps.queue));

@@ -105,6 +105,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const app = createApp({
     queue,
     listModels: scaleOut ? () => scaleOut.listModels() : () => models.listModels(o.modelsRoot),
+    modelsRoot: o.modelsRoot,
     outputRoot: o.outputRoot,
     graphsDir: o.graphsDir,
     clientDir: o.clientDir,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { RunningServer } from '../../server/http/start.js';
 import { routeOf } from '../../server/services/distributed/routing.js';
 import { api, isTerminal, makeSandbox, startIn, TINY_MODEL, txt2img, WsClient, type Sandbox } from '../server/helpers.js';
-import { startRedis, workersUntil, type TestRedis } from './helpers.js';
+import { startRedis, workersUntil, type TestRedis, redisSuiteSkip } from './helpers.js';
 
 const TOKEN = 'admin-test-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -13,7 +13,7 @@ interface BoardQueues {
   queues: { name: string; readOnlyMode: boolean; counts: Record<string, number> }[];
 }
 
-describe('scale-out: the BullMQ dashboard at /admin/queues', () => {
+describe('scale-out: the BullMQ dashboard at /admin/queues', { skip: redisSuiteSkip('scale-out: the BullMQ dashboard at /admin/queues') }, () => {
   let redis: TestRedis;
   let sandbox: Sandbox;
   let server: RunningServer;

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Graph } from '../../nodes/graph-format.js';
 import { bundledGraph } from '../helpers/graphs.js';
 import { api } from '../server/helpers.js';
@@ -41,4 +43,17 @@ export function demoGraph(seed: number, steps = 6): Graph {
     if (node.type === 'NoiseLatent') node.params = { ...node.params, seed };
   }
   return graph;
+}
+
+/**
+ * The `skip` option of a suite that starts a Redis. Without Debian's redis-server the suite is skipped and says so by
+ * name in the output; in CI (CI=true) a missing redis-server is a failure instead, so a broken image cannot pass by
+ * testing nothing (.ci/run installs it).
+ */
+export function redisSuiteSkip(suite: string): string | false {
+  const onPath = (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(path.join(dir, 'redis-server')));
+  if (onPath || process.env.CI === 'true') return false;
+  const reason = 'redis-server not found on PATH; install it with "apt-get install -y redis-server" to run it';
+  console.log(`# SKIPPED SUITE "${suite}": ${reason}`);
+  return reason;
 }

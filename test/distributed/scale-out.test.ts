@@ -6,7 +6,7 @@ import type { RunningServer } from '../../server/http/start.js';
 import { REPO_ROOT } from '../helpers/graphs.js';
 import { api, gate, gateWait, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Frame, type Sandbox } from '../server/helpers.js';
 import type { RunSummary } from '../../nodes/protocol.js';
-import { demoGraph, startRedis, startWorker, workersUntil, type TestRedis, type WorkerProcess } from './helpers.js';
+import { demoGraph, startRedis, startWorker, workersUntil, type TestRedis, type WorkerProcess, redisSuiteSkip } from './helpers.js';
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 
@@ -32,7 +32,7 @@ async function assertServed(base: string, outputs: readonly { url: string }[]): 
   }
 }
 
-describe('scale-out: an API node and two worker processes on one Redis', () => {
+describe('scale-out: an API node and two worker processes on one Redis', { skip: redisSuiteSkip('scale-out: an API node and two worker processes on one Redis') }, () => {
   let redis: TestRedis;
   let sandbox: Sandbox;
   let server: RunningServer;
@@ -249,7 +249,7 @@ describe('scale-out: an API node and two worker processes on one Redis', () => {
   });
 });
 
-describe('scale-out: serve --redis --local-worker, on a Redis with a password', () => {
+describe('scale-out: serve --redis --local-worker, on a Redis with a password', { skip: redisSuiteSkip('scale-out: serve --redis --local-worker, on a Redis with a password') }, () => {
   it('runs a worker inside the API node', async () => {
     const redis = await startRedis({ password: 's3cret/pass' });
     const sandbox = await makeSandbox();

@@ -6,12 +6,12 @@ import { REPO_ROOT } from '../helpers/graphs.js';
 import { redisTarget } from '../../server/services/distributed/redis.js';
 import { api, isTerminal, makeSandbox, startIn, txt2img, WsClient, type Sandbox } from '../server/helpers.js';
 import type { RunSummary } from '../../nodes/protocol.js';
-import { startRedis, startWorker, workersUntil, type TestRedis, type WorkerProcess } from './helpers.js';
+import { startRedis, startWorker, workersUntil, type TestRedis, type WorkerProcess, redisSuiteSkip } from './helpers.js';
 
 const TLS = path.join(REPO_ROOT, 'test', 'fixtures', 'tls');
 const CA = path.join(TLS, 'ca.pem');
 
-describe('scale-out over rediss:// (a Redis that speaks only TLS, with a private CA)', () => {
+describe('scale-out over rediss:// (a Redis that speaks only TLS, with a private CA)', { skip: redisSuiteSkip('scale-out over rediss:// (a Redis that speaks only TLS, with a private CA)') }, () => {
   let redis: TestRedis;
   let sandbox: Sandbox;
   let server: RunningServer | undefined;
