@@ -1,7 +1,7 @@
 import type { SocketType } from './socket-types.js';
 
-/** What GET /api/models lists: ONNX model folders, checkpoint files and standalone VAE files. */
-export type ModelEntryKind = 'folder' | 'checkpoint' | 'vae';
+/** What GET /api/models lists: ONNX model folders, checkpoint files, standalone VAE files and LoRA files. */
+export type ModelEntryKind = 'folder' | 'checkpoint' | 'vae' | 'lora';
 
 /** A parameter of a node: a literal JSON value edited by a widget, validated before a run. */
 export type ParamDef =

@@ -8,6 +8,7 @@ import { SaveImage } from './defs/image/save-image.js';
 import { LoadLatent } from './defs/latent/load-latent.js';
 import { NoiseLatent } from './defs/latent/noise-latent.js';
 import { SaveLatent } from './defs/latent/save-latent.js';
+import { LoadLoRA } from './defs/model/load-lora.js';
 import { LoadModel } from './defs/model/load-model.js';
 import { DDIMStep } from './defs/sampling/ddim-step.js';
 import { PredictNoise } from './defs/sampling/predict-noise.js';
@@ -17,7 +18,7 @@ export * from './define.js';
 export * from './socket-types.js';
 export * from './graph-format.js';
 export {
-  LoadModel, EncodePrompt, NoiseLatent, LoadLatent, SaveLatent, PredictNoise, DDIMStep,
+  LoadModel, LoadLoRA, EncodePrompt, NoiseLatent, LoadLatent, SaveLatent, PredictNoise, DDIMStep,
   SaliencyMask, BlendNoise, SwitchAtTimestep, Decode, SaveImage,
   Sampler,
 };
@@ -26,7 +27,7 @@ export type { SamplerName, SigmaSchedule } from './defs/sampling/sampler.js';
 
 /** Every node type, in palette order. */
 export const NODE_DEFS = [
-  LoadModel, EncodePrompt, NoiseLatent, LoadLatent, PredictNoise, SaliencyMask, BlendNoise, SwitchAtTimestep,
+  LoadModel, LoadLoRA, EncodePrompt, NoiseLatent, LoadLatent, PredictNoise, SaliencyMask, BlendNoise, SwitchAtTimestep,
   DDIMStep,
   Sampler,
   Decode, SaveImage, SaveLatent,

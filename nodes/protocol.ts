@@ -250,7 +250,7 @@ export type TemplateInfo = z.infer<typeof TemplateInfoSchema>;
 export const WorkerModelSchema = z.object({
   path: z.string(),
   /** Absent from older workers: an ONNX folder. */
-  kind: z.enum(['folder', 'checkpoint', 'vae']).optional(),
+  kind: z.enum(['folder', 'checkpoint', 'vae', 'lora']).optional(),
   bytes: z.number(),
   sha256: z.record(z.string(), z.string()),
 });
@@ -281,7 +281,7 @@ export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
  */
 export const ModelListingSchema = z.looseObject({
   path: z.string(),
-  kind: z.enum(['folder', 'checkpoint', 'vae']).optional(),
+  kind: z.enum(['folder', 'checkpoint', 'vae', 'lora']).optional(),
   family: z.string().optional(),
   ema: z.boolean().optional(),
   cached: z.boolean().optional(),

@@ -9,6 +9,7 @@ import type { ActivationStore } from '../sd/activation-store.js';
 import path from 'node:path';
 import type { CheckpointDescription } from '../checkpoint/describe.js';
 import { describeCheckpointFile, familySchedulerConfig } from '../sd/checkpoint-folder.js';
+import { checkLora } from '../sd/lora-folder.js';
 import { inspectModelFolder, readJsonIfExists, vaeFactorFromConfig } from '../sd/model-folder.js';
 import { VaeSourceError, pathKind, sourceKey, type ModelSource } from '../sd/model-source.js';
 import { parseSchedulerConfig } from '../sd/scheduler.js';
@@ -41,7 +42,7 @@ interface ModelFacts extends AdmittedModel {
 
 async function modelFacts(source: ModelSource, options: PreflightOptions, describe: (file: string) => Promise<CheckpointDescription>): Promise<ModelFacts> {
   try {
-    const own = source.kind === 'checkpoint' ? await checkpointFacts(source.path, describe, source.prediction) : await folderFacts(source.path, options);
+    const own = { ...(source.kind === 'checkpoint' ? await checkpointFacts(source.path, describe, source.prediction) : await folderFacts(source.path, options)), source };
     if (source.vae === null) return own;
     let vae;
     try {
@@ -165,6 +166,9 @@ export async function preflightGraph(plan: RunPlan, options: PreflightOptions): 
         return pending;
       },
       describeCheckpoint: describe,
+      checkLora: (checkpointFile, loraFile) => checkLora(checkpointFile, loraFile).catch((err: unknown) => {
+        throw new Error(redactPaths((err as Error).message, { models: options.roots.models }), { cause: err });
+      }),
       provideModel: (model) => provided.set(id, model as ModelFacts),
       model: (input) => {
         const link = own(node.inputs, input);

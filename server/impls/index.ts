@@ -9,6 +9,7 @@ import { saveImage } from './image/save-image.js';
 import { loadLatent } from './latent/load-latent.js';
 import { noiseLatent } from './latent/noise-latent.js';
 import { saveLatent } from './latent/save-latent.js';
+import { loadLora } from './model/load-lora.js';
 import { loadModel } from './model/load-model.js';
 import { ddimStep } from './sampling/ddim-step.js';
 import { predictNoise } from './sampling/predict-noise.js';
@@ -21,6 +22,7 @@ import type { NodeImpl, TypedImpl } from './types.js';
  */
 export const IMPLEMENTATIONS: { readonly [T in NodeType]: TypedImpl<NodeDefOf<T>> } = {
   LoadModel: loadModel,
+  LoadLoRA: loadLora,
   EncodePrompt: encodePrompt,
   NoiseLatent: noiseLatent,
   LoadLatent: loadLatent,

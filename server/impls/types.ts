@@ -6,6 +6,7 @@ import type { RunPlan } from '../engine/plan.js';
 import type { SchedulerConfig } from '../sd/scheduler.js';
 import type { CheckpointDescription } from '../checkpoint/describe.js';
 import type { ModelManager } from '../sd/model-manager.js';
+import type { LoraCheck } from '../sd/lora-folder.js';
 import type { ModelSource } from '../sd/model-source.js';
 import type { SdModel, Tensor32 } from '../sd/sd-model.js';
 
@@ -90,6 +91,8 @@ export interface AdmittedModel {
   /** scheduler_config.json as DDIM reads it, and as the file holds it (the Sampler's schedulers read that); null when unreadable. */
   readonly scheduler: SchedulerConfig | null;
   readonly schedulerJson: unknown;
+  /** What the loader named (LoadLoRA adds its LoRA to it). */
+  readonly source?: ModelSource;
   /** The text encoder's width (its embeddings' size: EncodePrompt checks textual-inversion files); null when unknown. */
   readonly textWidth?: number | null;
 }
@@ -110,6 +113,8 @@ export interface AdmitFacts {
    * or a checkpoint's tensors' shapes (and its VAE's); throws with a path-free reason when it cannot.
    */
   inspectModel(source: ModelSource): Promise<AdmittedModel>;
+  /** Whether a LoRA file fits a checkpoint; throws saying what does not (another family, no matching keys, a bad file). */
+  checkLora(checkpointFile: string, loraFile: string): Promise<LoraCheck>;
   /** What a checkpoint file is (family, EMA, what is not supported), read once per file and run. */
   describeCheckpoint(absFile: string): Promise<CheckpointDescription>;
   /** A loader: the model its MODEL outputs carry to the nodes downstream. */

@@ -4,18 +4,21 @@ import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'n
 import path from 'node:path';
 import type { GraphPrecision } from '../checkpoint/weights.js';
 import { CHECKPOINT_MANIFEST, writeCheckpointFolder, writeVaeFolder, type CheckpointFolderManifest } from './checkpoint-folder.js';
+import { writeLoraFolder, type LoraRef } from './lora-folder.js';
 import { sha256File } from './sd-model.js';
 
 /** Bumped whenever the graph builders change what they emit: older builds are then rebuilt, not reused. */
 export const BUILDER_VERSION = 2;
 
 export interface BuildRequest {
-  /** A whole model, or only a standalone VAE's parts (LoadModel's `vae` for any model). */
+  /** A whole model, only a standalone VAE's parts (LoadModel's `vae` for any model), or a model with LoRAs merged. */
   readonly kind: 'model' | 'vae';
   readonly file: string;
   readonly ema: boolean;
   readonly vaeFile: string | null;
   readonly precision: GraphPrecision;
+  /** LoRAs merged into the model's build (kind 'model'): built on top of the build without them. */
+  readonly loras?: readonly LoraRef[];
 }
 
 export interface CacheEntry {
@@ -101,6 +104,9 @@ export class CheckpointCache {
       vae: req.vaeFile ? await this.contentHash(req.vaeFile) : null,
       ema: req.ema,
       precision: req.precision,
+      ...(req.loras?.length
+        ? { loras: await Promise.all(req.loras.map(async (l) => [await this.contentHash(l.file), l.strengthModel, l.strengthClip])) }
+        : {}),
     }));
     return h.digest('hex').slice(0, 32);
   }
@@ -134,7 +140,16 @@ export class CheckpointCache {
     const started = Date.now();
     try {
       if (req.kind === 'vae') await writeVaeFolder(req.file, tmp);
-      else await writeCheckpointFolder(req.file, tmp, { ema: req.ema, vaeFile: req.vaeFile, precision: req.precision, ...(onProgress ? { onProgress } : {}) });
+      else if (req.loras?.length) {
+        // The LoRA build references the base build's weights by hard links: its tensors stay if the base is evicted.
+        const base = await this.ensure({ ...req, loras: [] }, onProgress);
+        const unpin = this.pin(base);
+        try {
+          for (const w of await writeLoraFolder(req.file, req.ema, base, req.loras, req.precision, tmp)) this.options.log?.(w);
+        } finally {
+          unpin();
+        }
+      } else await writeCheckpointFolder(req.file, tmp, { ema: req.ema, vaeFile: req.vaeFile, precision: req.precision, ...(onProgress ? { onProgress } : {}) });
       await touch(tmp);
       try {
         await rename(tmp, dir);
@@ -147,7 +162,8 @@ export class CheckpointCache {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
-    this.options.log?.(`built ${path.basename(req.file)} into the checkpoint cache in ${((Date.now() - started) / 1000).toFixed(1)} s (${key})`);
+    const what = req.loras?.length ? `${path.basename(req.file)} with LoRA ${req.loras.map((l) => path.basename(l.file)).join(' + ')}` : path.basename(req.file);
+    this.options.log?.(`built ${what} into the checkpoint cache in ${((Date.now() - started) / 1000).toFixed(1)} s (${key})`);
     await this.evict(key);
     return dir;
   }

@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import type { CheckpointDescription } from '../checkpoint/describe.js';
 import type { CheckpointCache } from './checkpoint-cache.js';
-import { describeCheckpointFile } from './checkpoint-folder.js';
+import { modelFileKind, type ModelFileKind } from './model-file-kind.js';
 import { ModelFolderError, checkModelConfigs, fileStamps, findModelFolders, inspectModelFolder, modelFolderStamp, readJsonIfExists, type ModelFolder } from './model-folder.js';
 import { VaeSourceError, findCheckpointFiles, folderSource, pathKind, sourceKey, type ModelSource } from './model-source.js';
 import { SdModel } from './sd-model.js';
@@ -29,7 +28,7 @@ export type BuildProgress = (part: string, done: number, total: number) => void;
 export interface ModelListing {
   readonly path: string;
   /** An ONNX folder, a checkpoint file, or a standalone VAE file (LoadModel's `vae`). */
-  readonly kind: 'folder' | 'checkpoint' | 'vae';
+  readonly kind: 'folder' | 'checkpoint' | 'vae' | 'lora';
   /** Checkpoints: sd1, sd2 or sd2-v, whether EMA weights are present, and whether a built copy is cached. */
   readonly family?: string;
   readonly ema?: boolean;
@@ -59,7 +58,7 @@ interface Entry {
  */
 export class ModelManager {
   private readonly entries = new Map<string, Entry>();
-  private readonly descriptions = new Map<string, { stamp: string; description: CheckpointDescription }>();
+  private readonly descriptions = new Map<string, { stamp: string; kind: ModelFileKind }>();
   private readonly threads: number;
 
   constructor(private readonly options: ModelManagerOptions = {}) {
@@ -95,6 +94,8 @@ export class ModelManager {
             ...(this.options.isolation ? { isolation: this.options.isolation } : {}),
             ...(source.prediction !== 'auto' ? { prediction: source.prediction } : {}),
             ...(source.kind === 'checkpoint' ? { checkpoint: source.path } : {}),
+            source,
+            providerChoice: provider,
             onDispose: () => unpin.forEach((u) => u()),
           });
         } catch (err) {
@@ -128,7 +129,8 @@ export class ModelManager {
   /** The files whose change means a loaded model is stale. */
   private async stampOf(source: ModelSource): Promise<string> {
     const own = source.kind === 'folder' ? await modelFolderStamp(source.path) : await fileStamps([source.path]);
-    return source.vae === null ? own : `${own}|${await fileStamps([source.vae])}`;
+    const extra = [...(source.vae === null ? [] : [source.vae]), ...source.loras.map((l) => l.file)];
+    return extra.length ? `${own}|${await fileStamps(extra)}` : own;
   }
 
   /**
@@ -144,9 +146,14 @@ export class ModelManager {
     // fp16 weights where the provider computes in fp16; the CPU provider runs fp32 faster (docs/models.md).
     const precision = providerCandidates(provider)[0] === 'cpu' ? 'float32' : 'float16';
     const vaeIsFile = source.vae !== null && (await pathKind(source.vae)) === 'file';
+    if (source.kind === 'folder' && source.loras.length) {
+      throw new ModelFolderError('LoRA is applied to checkpoint files; this is an ONNX folder, whose weights FuseGraph cannot map yet', source.path);
+    }
     const dir = source.kind === 'folder'
       ? source.path
-      : await needCache('a checkpoint file').ensure({ kind: 'model', file: source.path, ema: source.ema, vaeFile: vaeIsFile ? source.vae : null, precision }, onBuild);
+      : await needCache('a checkpoint file').ensure({
+        kind: 'model', file: source.path, ema: source.ema, vaeFile: vaeIsFile ? source.vae : null, precision, loras: source.loras,
+      }, onBuild);
     const folder = await inspectModelFolder(dir);
     if (source.vae === null || (vaeIsFile && source.kind === 'checkpoint')) return folder;
     try {
@@ -227,12 +234,17 @@ export class ModelManager {
       const file = path.join(root, rel);
       const m = loaded.get(path.resolve(file));
       try {
-        const d = await this.describe(file);
-        if (d.layout === 'vae') {
+        const what = await this.fileKind(file);
+        if (what.kind === 'unusable') throw new Error(what.reason);
+        if (what.kind === 'lora') {
+          result.push({ path: rel, kind: 'lora', bytes: what.bytes, parts: [], loaded: false });
+          continue;
+        }
+        const d = what.description;
+        if (what.kind === 'vae') {
           result.push({ path: rel, kind: 'vae', bytes: d.bytes, parts: ['vaeDecoder'], loaded: false });
           continue;
         }
-        if (d.unsupported !== null) throw new Error(d.unsupported);
         const cached = (await this.options.checkpoints?.isBuilt({ kind: 'model', file, ema: false, vaeFile: null, precision: 'float32' })) ?? false;
         result.push({
           path: rel,
@@ -252,14 +264,14 @@ export class ModelManager {
     return result;
   }
 
-  /** A checkpoint's description, read once per file version (a listing reads headers, never tensors). */
-  private async describe(file: string): Promise<CheckpointDescription> {
+  /** What a file is, read once per file version (a listing reads headers, and a LoRA's tensors once). */
+  private async fileKind(file: string): Promise<ModelFileKind> {
     const stamp = await fileStamps([file]);
     const known = this.descriptions.get(file);
-    if (known?.stamp === stamp) return known.description;
-    const description = await describeCheckpointFile(file);
-    this.descriptions.set(file, { stamp, description });
-    return description;
+    if (known?.stamp === stamp) return known.kind;
+    const kind = await modelFileKind(file);
+    this.descriptions.set(file, { stamp, kind });
+    return kind;
   }
 
   async dispose(): Promise<void> {

@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { LoraRef } from './lora-folder.js';
 
 /** The single-file formats LoadModel opens beside ONNX folders. */
 export const CHECKPOINT_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.pth'] as const;
@@ -16,6 +17,8 @@ export interface ModelSource {
   /** Absolute path of a standalone VAE (a file, or an ONNX folder with vae_decoder/), or null for the model's own. */
   readonly vae: string | null;
   readonly prediction: PredictionChoice;
+  /** LoadLoRA nodes on this model, in chain order (checkpoint files only). */
+  readonly loras: readonly LoraRef[];
 }
 
 export function isCheckpointFile(p: string): boolean {
@@ -24,14 +27,15 @@ export function isCheckpointFile(p: string): boolean {
 
 /** A source for a plain folder path (every caller that loads a folder as before). */
 export function folderSource(dir: string): ModelSource {
-  return { path: dir, kind: 'folder', ema: false, vae: null, prediction: 'auto' };
+  return { path: dir, kind: 'folder', ema: false, vae: null, prediction: 'auto', loras: [] };
 }
 
 /** One string per distinct loaded model: sources that differ in any option are different models. */
 export function sourceKey(source: ModelSource, provider: string): string {
   const base = path.resolve(source.path);
-  if (source.kind === 'folder' && source.vae === null && source.prediction === 'auto') return `${base}|${provider}`;
-  return `${base}|${provider}|ema=${source.ema}|vae=${source.vae ?? ''}|prediction=${source.prediction}`;
+  if (source.kind === 'folder' && source.vae === null && source.prediction === 'auto' && source.loras.length === 0) return `${base}|${provider}`;
+  const loras = source.loras.map((l) => `${path.resolve(l.file)}@${l.strengthModel}/${l.strengthClip}`).join(',');
+  return `${base}|${provider}|ema=${source.ema}|vae=${source.vae ?? ''}|prediction=${source.prediction}|loras=${loras}`;
 }
 
 /** Whether a path names a file (a checkpoint or a VAE file) rather than a folder; null when it does not exist. */

@@ -9,6 +9,7 @@ import type { ModelFolder, PartName } from './model-folder.js';
 import { ModelFolderError, vaeFactorFromConfig } from './model-folder.js';
 import type { SchedulerConfig } from './scheduler.js';
 import { parseSchedulerConfig } from './scheduler.js';
+import { folderSource, type ModelSource } from './model-source.js';
 import { ClipTokenizer } from './tokenizer.js';
 
 export interface Tensor32 {
@@ -74,6 +75,9 @@ export class SdModel {
     readonly prediction: 'epsilon' | 'v_prediction' | 'sample',
     /** The checkpoint file this model was built from (its folder is then a cached build), or null for a folder. */
     readonly checkpoint: string | null,
+    /** What it was loaded from (a plain folder when the loader did not say) and the provider choice it was loaded with. */
+    readonly source: ModelSource,
+    readonly providerChoice: string,
     private readonly host: SessionHost,
     private readonly onDispose?: () => void,
   ) {}
@@ -87,6 +91,9 @@ export class SdModel {
       isolation?: SessionIsolation;
       prediction?: 'epsilon' | 'v_prediction';
       checkpoint?: string;
+      /** What the model was loaded from and with which provider choice: LoadLoRA loads the same with LoRAs added. */
+      source?: ModelSource;
+      providerChoice?: string;
       /** Called once the model's sessions are closed (a cached build is no longer in use). */
       onDispose?: () => void;
     } = {},
@@ -107,7 +114,8 @@ export class SdModel {
       const predicts = prediction ?? declared;
       const asEpsilon = { config: { ...scheduler.config, prediction_type: 'epsilon' as const }, json: withEpsilon(scheduler.json) };
       return new SdModel(
-        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, asEpsilon.config, asEpsilon.json, info, predicts, opts.checkpoint ?? null, host, opts.onDispose,
+        key, folder, opened.provider, opened.fallbacks, opened.keepsOnDevice, tokenizer, asEpsilon.config, asEpsilon.json, info, predicts, opts.checkpoint ?? null,
+        opts.source ?? folderSource(folder.dir), opts.providerChoice ?? 'auto', host, opts.onDispose,
       );
     } catch (err) {
       await opening.catch(() => undefined);

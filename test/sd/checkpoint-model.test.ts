@@ -64,7 +64,7 @@ after(async () => {
 });
 
 const source = (file: string, opts: Partial<ModelSource> = {}): ModelSource => ({
-  path: path.join(models, 'checkpoints', file), kind: 'checkpoint', ema: false, vae: null, prediction: 'auto', ...opts,
+  path: path.join(models, 'checkpoints', file), kind: 'checkpoint', ema: false, vae: null, prediction: 'auto', loras: [], ...opts,
 });
 
 describe('a checkpoint file loads as a model', () => {

@@ -51,7 +51,7 @@ let manager: ModelManager;
 let sd1: SdModel;
 let sd2: SdModel;
 
-const source = (file: string): ModelSource => ({ path: path.join(models, 'checkpoints', file), kind: 'checkpoint', ema: false, vae: null, prediction: 'auto' });
+const source = (file: string): ModelSource => ({ path: path.join(models, 'checkpoints', file), kind: 'checkpoint', ema: false, vae: null, prediction: 'auto', loras: [] });
 const encode = (m: SdModel, text: string, clipSkip = 1) => encodePrompt(m, text, { clipSkip, modelsRoot: models });
 /** The token table's rows, to build embeddings whose splicing has a known answer. */
 let tokenRows: (ids: number[]) => Promise<Float32Array>;

@@ -120,7 +120,7 @@ async function childMain(mode: string, arg: Record<string, string>): Promise<Chi
     const build = (performance.now() - buildStarted) / 1000;
     const buildHwm = await procStatus('VmHWM');
     const loadStarted = performance.now();
-    const model = await manager.acquire({ path: arg.file!, kind: 'checkpoint', ema: false, vae: null, prediction: 'auto' }, 'cpu');
+    const model = await manager.acquire({ path: arg.file!, kind: 'checkpoint', ema: false, vae: null, prediction: 'auto', loras: [] }, 'cpu');
     const load = (performance.now() - loadStarted) / 1000;
     const total = (performance.now() - t0) / 1000;
     const folder = model.folder.dir;

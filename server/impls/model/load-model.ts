@@ -18,7 +18,7 @@ async function sourceOf(params: Params, modelsRoot: string): Promise<{ source: M
     vae = v;
   }
   const kind = isCheckpointFile(file) && (await pathKind(file)) !== 'folder' ? 'checkpoint' : 'folder';
-  return { source: { path: file, kind, ema: params.ema, vae, prediction: params.prediction as ModelSource['prediction'] } };
+  return { source: { path: file, kind, ema: params.ema, vae, prediction: params.prediction as ModelSource['prediction'], loras: [] } };
 }
 
 /**

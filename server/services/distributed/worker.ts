@@ -12,7 +12,7 @@ import { StepGate, type GateState } from '../../engine/step-gate.js';
 import type { ProviderChoice } from '../../runtime/providers.js';
 import type { SessionIsolation } from '../../runtime/session-channel.js';
 import { findModelFolders, inspectModelFolder } from '../../sd/model-folder.js';
-import { describeCheckpointFile } from '../../sd/checkpoint-folder.js';
+import { modelFileKind } from '../../sd/model-file-kind.js';
 import { findCheckpointFiles } from '../../sd/model-source.js';
 import { sha256File } from '../../sd/sd-model.js';
 import { toRunError } from '../run-error.js';
@@ -462,10 +462,9 @@ async function scanModels(root: string, log: WorkerOptions['log']): Promise<Work
   for (const rel of await findCheckpointFiles(root)) {
     const file = path.join(root, rel);
     try {
-      const d = await describeCheckpointFile(file);
-      const kind = d.layout === 'vae' ? 'vae' : 'checkpoint';
-      if (kind === 'checkpoint' && d.unsupported !== null) throw new Error(d.unsupported);
-      models.push({ path: rel, kind, bytes: (await stat(file)).size, sha256: { checkpoint: await sha256File(file) } });
+      const what = await modelFileKind(file);
+      if (what.kind === 'unusable') throw new Error(what.reason);
+      models.push({ path: rel, kind: what.kind, bytes: (await stat(file)).size, sha256: { checkpoint: await sha256File(file) } });
     } catch (err) {
       log?.(`model file ${rel} is unusable; not offering it`, err);
     }
