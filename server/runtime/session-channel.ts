@@ -1,6 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { endStraysOnce, oomKills, oomKillSeen, parentMarker, type OomKills } from './child-lifecycle.js';
 import { envWithTmp, privateTmp } from './private-tmp.js';
 import type { OutputSlice, SlicedTensor, TensorType, WireTensor, WorkerRequest, WorkerResponse } from './wire.js';
 
@@ -20,11 +21,19 @@ export const SESSION_ISOLATIONS: readonly SessionIsolation[] = ['process', 'thre
 
 const WORKER_SCRIPT = new URL('./session-worker.js', import.meta.url);
 
+/**
+ * How a worker ended, for the client (nodes/protocol.ts RUN_ERROR_CODES): `out_of_memory` when it said so or the
+ * kernel's OOM killer counted a kill as it died, `session_killed` for a signal sent from outside (SIGKILL with no OOM
+ * kill counted, SIGTERM, …), `session_crashed` for a crash (SIGSEGV, SIGABRT, …) or an exit; null when this server
+ * ended it.
+ */
+export type ExitCode = 'out_of_memory' | 'session_killed' | 'session_crashed' | null;
+
 /** What the owner of a channel hears from it. */
 export interface ChannelEvents {
   message(res: WorkerResponse): void;
   /** The worker is gone (ended, crashed or killed); `why` says how, with its last error output for a process. */
-  exit(why: string): void;
+  exit(why: string, code: ExitCode): void;
 }
 
 /** One session worker, thread or process, as SessionHost drives it. */
@@ -48,6 +57,8 @@ export interface SessionChannel {
   close(): Promise<void>;
   /** Resolves once the worker has exited, however it ended. */
   readonly exited: Promise<void>;
+  /** The session process's pid (for SessionHost's look at its progress in /proc); undefined for a thread. */
+  readonly pid: number | undefined;
 }
 
 /**
@@ -79,7 +90,7 @@ function threadChannel(on: ChannelEvents): SessionChannel {
       alive = false;
       // A worker that dies while holding the WebGPU lock (an uncaught error mid-call) must not block the others forever.
       if (Atomics.compareExchange(gpuLock, 0, threadId, 0) === threadId) Atomics.notify(gpuLock, 0);
-      on.exit(`session worker exited (code ${code})${error ? `: ${error}` : ''}`);
+      on.exit(`session worker exited (code ${code})${error ? `: ${error}` : ''}`, 'session_crashed');
       resolve();
     }),
   );
@@ -88,6 +99,7 @@ function threadChannel(on: ChannelEvents): SessionChannel {
       return alive;
     },
     exited,
+    pid: undefined,
     post: (req, transfer) => worker.postMessage(req, transfer),
     ref: () => worker.ref(),
     unref: () => worker.unref(),
@@ -163,14 +175,37 @@ function lastWords(tail: string): string {
   return fatal ?? lines.slice(-3).join(' | ');
 }
 
+/** Signals that only someone else sends (a person, a supervisor, the OOM killer); any other one is a crash. */
+const KILL_SIGNALS = new Set<string>(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT']);
+
+/**
+ * Why a session process that this server did not end is gone. A SIGKILL is the kernel's OOM killer only when its
+ * counter of OOM kills (the memory cgroup's, else the system's) rose since the last call was sent: a `kill -9` from
+ * anyone else is said to be one.
+ */
+export function exitReason(code: number | null, signal: string | null, before: OomKills, after: OomKills): { how: string; code: ExitCode } {
+  if (signal === 'SIGKILL') {
+    const seen = oomKillSeen(before, after);
+    if (seen === 'cgroup') return { how: 'ran out of memory (killed by the kernel\'s OOM killer: SIGKILL, and the memory cgroup counted an OOM kill)', code: 'out_of_memory' };
+    if (seen === 'system') return { how: 'ran out of memory (killed by the kernel\'s OOM killer: SIGKILL, and the system counted an OOM kill)', code: 'out_of_memory' };
+    const why = seen === 'none' ? 'not by this server, and the kernel counted no OOM kill' : 'not by this server; whether by the kernel\'s OOM killer is unknown here';
+    return { how: `was killed by SIGKILL (${why})`, code: 'session_killed' };
+  }
+  if (signal) return { how: `was ended by ${signal}`, code: KILL_SIGNALS.has(signal) ? 'session_killed' : 'session_crashed' };
+  return { how: `exited (code ${code})`, code: 'session_crashed' };
+}
+
 function processChannel(on: ChannelEvents): SessionChannel {
+  // Children a previous server left behind go before this one's first starts (child-lifecycle.ts).
+  endStraysOnce();
   // Plain JavaScript: no TypeScript loader (the server's own execArgv) is needed, and none slows the start.
   // Its own TMPDIR, removed once it has ended (private-tmp.ts): ONNX Runtime leaves a mat-debug-<pid>.log there.
   const tmp = privateTmp('fusegraph-session-');
   let child;
   try {
     child = fork(fileURLToPath(WORKER_SCRIPT), [], {
-      serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: envWithTmp(tmp),
+      // FUSEGRAPH_PARENT: the child's watchdog (parent-watchdog.js) ends it with this process; a restart finds strays by it.
+      serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: { ...envWithTmp(tmp), ...parentMarker() },
     });
   } catch (err) {
     tmp.remove();
@@ -183,6 +218,8 @@ function processChannel(on: ChannelEvents): SessionChannel {
     tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL);
   });
   let killed = false;
+  // The OOM killer's counters when the last request was sent (see exitReason).
+  let oomBefore = oomKills();
   // The process, its IPC channel and its error output each hold the server's event loop apart: 'close' (below) needs
   // all three to end, so whoever waits for it refs all three: held by the process alone, nothing holds the loop
   // between the process being reaped and its pipes' ends being read, and a close() can be left pending forever.
@@ -200,6 +237,7 @@ function processChannel(on: ChannelEvents): SessionChannel {
   unref();
   const join = joiner();
   child.on('message', (m: WorkerResponse | OutputSlice) => {
+    oomBefore = oomKills(); // it lived until now: a later SIGKILL is compared with the counters from here on
     const res = join(m);
     if (res) on.message(res);
   });
@@ -209,13 +247,13 @@ function processChannel(on: ChannelEvents): SessionChannel {
   const exited = new Promise<void>((resolve) =>
     child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
       tmp.remove(); // again after its pipes closed (a fork that failed to start has no 'exit')
-      // Nobody here sends a SIGKILL but `kill` below: another one is the kernel's OOM killer, which the process
-      // invites (oom_score_adj 1000 in session-worker.js) so that the server is spared.
-      const how = signal === 'SIGKILL' && !killed
-        ? 'ran out of memory (ended by SIGKILL, most likely by the system\'s OOM killer)'
-        : signal ? `was ended by ${signal}` : `exited (code ${code})`;
+      // The kernel's OOM killer, which the process invites (oom_score_adj 1000 in session-worker.js) so that the server
+      // is spared, sends a SIGKILL; so does anyone's `kill -9`: the OOM kill counters tell them apart (exitReason).
+      const { how, code: exitCode } = killed && signal === 'SIGKILL'
+        ? { how: 'was ended by SIGKILL', code: null }
+        : exitReason(code, signal, oomBefore, oomKills());
       const said = lastWords(tail);
-      on.exit(`session process ${how}${said ? `: ${said}` : ''}`);
+      on.exit(`session process ${how}${said ? `: ${said}` : ''}`, exitCode);
       resolve();
     }),
   );
@@ -229,8 +267,11 @@ function processChannel(on: ChannelEvents): SessionChannel {
       return child.connected;
     },
     exited,
+    pid: child.pid,
     post: (req) => {
-      if (child.connected) child.send(req);
+      if (!child.connected) return;
+      oomBefore = oomKills();
+      child.send(req);
     },
     ref,
     unref,

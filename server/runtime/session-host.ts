@@ -1,16 +1,63 @@
+import { procProgress, type Progress } from './child-lifecycle.js';
 import { outOfMemory } from './out-of-memory.js';
-import { openChannel, type SessionChannel, type SessionIsolation } from './session-channel.js';
+import { openChannel, type ExitCode, type SessionChannel, type SessionIsolation } from './session-channel.js';
 import { uploadModels } from './upload-model.js';
 import type { Feed, KeptFeed, OpenResult, Provider, WireTensor, WorkerRequest } from './wire.js';
 
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; signal: AbortSignal | undefined };
+type Pending = {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  signal: AbortSignal | undefined;
+  /** The call's part ('open', 'close' for those requests) and when it was sent, to measure its time. */
+  part: string;
+  sent: number;
+};
 
-/** Raised when the worker reports a failure; `file` names the model file when the failure was loading one. */
+/**
+ * Why a session worker failed the calls it had, for the client (nodes/protocol.ts RUN_ERROR_CODES): it made no
+ * progress and was killed (`session_hung`), something outside the server killed it (`session_killed`), it crashed or
+ * exited (`session_crashed`), or it ran out of memory (`out_of_memory`).
+ */
+export type SessionFailureCode = Exclude<ExitCode, null> | 'session_hung';
+
+/**
+ * Raised when the worker reports a failure; `file` names the model file when the failure was loading one, `code`
+ * says how the worker ended when it did.
+ */
 export class SessionError extends Error {
-  constructor(message: string, readonly file?: string) {
+  constructor(message: string, readonly file?: string, readonly code?: SessionFailureCode) {
     super(message);
     this.name = 'SessionError';
   }
+}
+
+/** The first SessionError code in `err` or its causes (run-error.ts gives it to the client), else null. */
+export function sessionFailure(err: unknown): SessionFailureCode | null {
+  const seen = new Set<unknown>();
+  for (let e = err; e instanceof Error && !seen.has(e); e = e.cause) {
+    seen.add(e);
+    if (e instanceof SessionError && e.code) return e.code;
+  }
+  return null;
+}
+
+/**
+ * When a session process is deemed hung: a call that gets no answer within max(floorMs, factor × the slowest call
+ * of its part so far) while the process used no CPU time and had no thread running or waiting for I/O (stopped, or
+ * blocked for good) is killed and fails with `session_hung`; one that still computes gets another such period.
+ */
+export interface HangLimits {
+  readonly floorMs: number;
+  readonly factor: number;
+}
+
+/**
+ * The default: a minute at least, 20 times the slowest call. FUSEGRAPH_SESSION_HANG_MS (meant for tests) sets the floor
+ * instead, e.g. `FUSEGRAPH_SESSION_HANG_MS=500`.
+ */
+export function defaultHangLimits(env: NodeJS.ProcessEnv = process.env): HangLimits {
+  const floor = Number(env.FUSEGRAPH_SESSION_HANG_MS);
+  return { floorMs: Number.isFinite(floor) && floor > 0 ? floor : 60_000, factor: 20 };
 }
 
 /** A call abandoned because its caller's signal was aborted (its worker is retired; see SessionHost). */
@@ -28,6 +75,8 @@ interface Connection {
   dead: Error | null;
   /** Retired on purpose (to abandon a call, or after one ran out of memory): the next call starts a fresh worker. */
   interrupted: boolean;
+  /** The hang check armed while calls wait (see HangLimits), and what /proc said when it was armed. */
+  watch: { timer: NodeJS.Timeout; seen: Progress | null } | null;
 }
 
 /** An input kept by the worker across calls (see SessionHost.keep). */
@@ -65,7 +114,15 @@ export class SessionHost {
   /** Retired workers not yet exited: close() waits for them (a process that exits while a thread computes aborts). */
   private readonly ending = new Set<Promise<void>>();
 
-  constructor(private readonly isolation: SessionIsolation = 'process') {
+  /** The slowest answered call of each part so far (ms), across this model's workers, for the hang limit. */
+  private readonly slowest = new Map<string, number>();
+  private readonly hang: HangLimits;
+
+  constructor(
+    private readonly isolation: SessionIsolation = 'process',
+    options: { hang?: HangLimits } = {},
+  ) {
+    this.hang = options.hang ?? defaultHangLimits();
     this.conn = this.spawn();
   }
 
@@ -75,11 +132,17 @@ export class SessionHost {
       pending,
       dead: null,
       interrupted: false,
+      watch: null,
       channel: openChannel(this.isolation, {
         message: (res) => {
           const p = pending.get(res.id);
           if (!p) return;
           pending.delete(res.id);
+          const ms = performance.now() - p.sent;
+          if (ms > (this.slowest.get(p.part) ?? 0)) this.slowest.set(p.part, ms);
+          // An answer is progress: the check starts over for the calls still waiting.
+          this.unwatch(conn);
+          if (pending.size > 0) this.watch(conn);
           if (res.ok) p.resolve(res.result);
           else {
             // After a failed allocation ONNX Runtime's arena keeps what it grew to, and the next call in that worker can
@@ -88,8 +151,9 @@ export class SessionHost {
             p.reject(new SessionError(res.error, res.file));
           }
         },
-        exit: (why) => {
-          conn.dead ??= new SessionError(why);
+        exit: (why, code) => {
+          this.unwatch(conn);
+          conn.dead ??= new SessionError(why, undefined, code ?? undefined);
           for (const p of pending.values()) p.reject(conn.dead);
           pending.clear();
         },
@@ -121,7 +185,9 @@ export class SessionHost {
     const id = this.nextId++;
     let onAbort: (() => void) | undefined;
     return new Promise((resolve, reject) => {
-      conn.pending.set(id, { resolve, reject, signal });
+      const part = req.op === 'run' ? req.part : req.op;
+      conn.pending.set(id, { resolve, reject, signal, part, sent: performance.now() });
+      if (!conn.watch) this.watch(conn);
       if (signal) {
         onAbort = () => this.abandon(conn);
         signal.addEventListener('abort', onAbort, { once: true });
@@ -135,6 +201,58 @@ export class SessionHost {
     });
   }
 
+  /** The hang limit for the calls waiting on `conn` (see HangLimits). */
+  private hangLimit(conn: Connection): number {
+    let slowest = 0;
+    for (const p of conn.pending.values()) slowest = Math.max(slowest, this.slowest.get(p.part) ?? 0);
+    return Math.max(this.hang.floorMs, this.hang.factor * slowest);
+  }
+
+  /** Arms the hang check of a session process with calls waiting (a thread cannot be killed: it is not watched). */
+  private watch(conn: Connection): void {
+    const pid = conn.channel.pid;
+    if (pid === undefined || conn.dead) return;
+    const limit = this.hangLimit(conn);
+    const seen = procProgress(pid);
+    const timer = setTimeout(() => {
+      conn.watch = null;
+      if (conn.dead || conn.pending.size === 0) return;
+      const now = procProgress(pid);
+      // Ended (a zombie, or reaped) but its exit not heard yet: the exit fails the calls, saying how it ended.
+      const ending = now?.ended || (now === null && seen !== null);
+      // Without /proc (not Linux) nothing says it still computes: the limit alone decides.
+      const computing = now !== null && seen !== null && !now.stopped && (now.active || now.ticks > seen.ticks);
+      if (ending || computing) this.watch(conn);
+      else this.hung(conn, limit);
+    }, limit);
+    timer.unref(); // the waiting calls hold the event loop (SessionChannel.ref), not the check
+    conn.watch = { timer, seen };
+  }
+
+  private unwatch(conn: Connection): void {
+    if (conn.watch) clearTimeout(conn.watch.timer);
+    conn.watch = null;
+  }
+
+  /** Kills a session process that made no progress, failing its calls with `session_hung`; the next call gets a new one. */
+  private hung(conn: Connection, limit: number): void {
+    const parts = [...new Set([...conn.pending.values()].map((p) => p.part))].join(', ');
+    const floor = `${Math.round(this.hang.floorMs / 1000 * 10) / 10} s`;
+    conn.dead = new SessionError(
+      `session process made no progress for ${Math.round(limit)} ms on a call of ${parts} (the limit is the larger of ${floor} and ` +
+        `${this.hang.factor} × the slowest call of that part so far) and was killed`,
+      undefined,
+      'session_hung',
+    );
+    this.retire(conn);
+    const exited = conn.channel.exited;
+    this.ending.add(exited);
+    void exited.then(() => this.ending.delete(exited));
+    conn.channel.stop();
+    for (const p of conn.pending.values()) p.reject(conn.dead);
+    conn.pending.clear();
+  }
+
   /**
    * Sends new calls to a fresh worker from now on; this one is ended (SessionChannel.stop) once the calls it is still
    * computing (other runs sharing the model) have returned.
@@ -145,6 +263,7 @@ export class SessionHost {
 
   /** Ends a retired worker (see SessionChannel.stop). */
   private end(conn: Connection): void {
+    this.unwatch(conn);
     conn.dead = new SessionCallAborted();
     const exited = conn.channel.exited;
     this.ending.add(exited);

@@ -9,6 +9,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { watchParent } from './parent-watchdog.js';
 import { UPLOAD_SESSION_OPTIONS, sessionOptions } from './session-options.js';
 
 /** @typedef {import('./wire.js').WorkerRequest} WorkerRequest */
@@ -288,6 +289,9 @@ function processPort() {
     }
     process.exit(0);
   });
+  // The handler above runs only between calls: inside a long session.run() the main thread hears nothing, so a
+  // watchdog thread kills the process once its server is gone (parent-watchdog.js).
+  watchParent();
   // Under memory pressure the system's OOM killer should end this process, never the server it serves.
   try {
     writeFileSync('/proc/self/oom_score_adj', '1000');

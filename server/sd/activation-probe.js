@@ -16,6 +16,7 @@
  */
 import { rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { watchParent } from '../runtime/parent-watchdog.js';
 import { sessionOptions } from '../runtime/session-options.js';
 
 /**
@@ -77,8 +78,10 @@ async function main(req) {
 }
 
 // The parent holds our stdin open: when it ends (the server exited, even by SIGKILL), so does the probe, at the
-// next call boundary, instead of measuring for nobody.
+// next call boundary, instead of measuring for nobody. Inside a call (seconds to minutes at a large size) the main
+// thread hears nothing: the watchdog thread kills the probe then (parent-watchdog.js, issue 27).
 process.stdin.on('end', () => process.exit(2));
+watchParent();
 
 // The private temporary folder the server made for this probe (private-tmp.ts) goes when the probe ends: the server
 // removes it too once it hears of the end, but a server that is gone (the stdin case above) cannot.

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { ModelFolder } from './model-folder.js';
 import type { ActivationStore, MeasuredActivation, UnetActivation } from './activation-store.js';
 import type { ModelInfo, SdModel } from './sd-model.js';
+import { endStraysOnce, parentMarker } from '../runtime/child-lifecycle.js';
 import { envWithTmp, privateTmp } from '../runtime/private-tmp.js';
 
 const PROBE = fileURLToPath(new URL('./activation-probe.js', import.meta.url));
@@ -102,6 +103,8 @@ export function fitActivation(points: readonly ProbePoint[]): UnetActivation {
  */
 export async function measureUnet(unetFile: string, layout: ProbeLayout, signal?: AbortSignal): Promise<MeasuredActivation> {
   const request = { unet: unetFile, ...layout, stopBytes: SIGNAL_BYTES, maxSide: MAX_SIDE };
+  // Probes (or session processes) a previous server left behind go before this one's first starts (child-lifecycle.ts).
+  endStraysOnce();
   // Its own TMPDIR, removed once it has ended, killed or not (private-tmp.ts): ONNX Runtime leaves a log file there.
   const tmp = privateTmp('fusegraph-probe-');
   let child;
@@ -110,7 +113,8 @@ export async function measureUnet(unetFile: string, layout: ProbeLayout, signal?
       stdio: ['pipe', 'pipe', 'pipe'], // stdin stays open while this process lives: the probe ends with it
       timeout: PROBE_TIMEOUT_MS,
       killSignal: 'SIGKILL',
-      env: envWithTmp(tmp),
+      // FUSEGRAPH_PARENT: the probe's watchdog (parent-watchdog.js) ends it with this process, even inside a call.
+      env: { ...envWithTmp(tmp), ...parentMarker() },
       ...(signal ? { signal } : {}),
     });
   } catch (err) {

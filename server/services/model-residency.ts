@@ -1,4 +1,5 @@
 import { NodeCache } from '../engine/cache.js';
+import { endStraysOnce } from '../runtime/child-lifecycle.js';
 import { collectGarbage } from '../runtime/garbage.js';
 import type { SessionIsolation } from '../runtime/session-channel.js';
 import { ActivationProfiler, type ProfilerEvent } from '../sd/activation-profiler.js';
@@ -42,6 +43,8 @@ export interface ModelResidency {
  * both released after `unloadIdleMs` without a run.
  */
 export function modelResidency(o: ModelResidencyOptions): ModelResidency {
+  // Session processes and probes a previous instance left running (it was killed mid-call) are ended at start.
+  endStraysOnce((m) => o.log(m));
   const activations = o.dataDir !== undefined ? new ActivationStore(o.dataDir) : undefined;
   const profiler = activations
     ? new ActivationProfiler({ store: activations, log: o.log, ...(o.onActivationEvent ? { onEvent: o.onActivationEvent } : {}) })

@@ -2,6 +2,7 @@ import { GraphValidationError, NodeExecutionError, ReportedRunError, RunCancelle
 import type { RunError } from '../../nodes/protocol.js';
 import { formatBytes } from '../engine/format-bytes.js';
 import { outOfMemory } from '../runtime/out-of-memory.js';
+import { sessionFailure } from '../runtime/session-host.js';
 import { ModelFolderError } from '../sd/model-folder.js';
 
 /** Whether a node failed because a model could not be read or loaded (its cause chain holds the model reader's error). */
@@ -29,6 +30,11 @@ export function toRunError(err: unknown, redact: (text: string) => string): RunE
         message: `out of memory at node "${err.node}" (${err.nodeType})${what}: this run needs more memory than the server ` +
           'has free; use a smaller size or batch (and a lower --max-run-memory, so admission refuses such runs up front)',
       };
+    }
+    // A session process that hung, was killed from outside or crashed: the message says which signal or exit.
+    const failure = sessionFailure(err);
+    if (failure && failure !== 'out_of_memory') {
+      return { code: failure, node: err.node, node_type: err.nodeType, message: redact(err.message) };
     }
     return {
       code: modelMissing(err) ? 'model_missing' : 'node_failed',

@@ -74,11 +74,12 @@ export function startIn(s: Sandbox, extra: Partial<ServerOptions> = {}): Promise
 /**
  * `fusegraph serve` as a separate process on the sandbox (so a test can kill it with SIGKILL), with test hooks,
  * on a free port. Resolves with its URL once it listens. `dataLimit` caps the process's private memory (RLIMIT_DATA,
- * through the shell's `ulimit -d`), so an allocation beyond it fails instead of waking the OOM killer.
+ * through the shell's `ulimit -d`), so an allocation beyond it fails instead of waking the OOM killer. `env` adds to
+ * its environment.
  */
 export async function serveProcess(
   s: Sandbox,
-  o: { args?: readonly string[]; modelsRoot?: string; dataLimit?: number } = {},
+  o: { args?: readonly string[]; modelsRoot?: string; dataLimit?: number; env?: Readonly<Record<string, string>> } = {},
 ): Promise<{ url: string; child: ChildProcess; exited: Promise<unknown> }> {
   const argv = [
     process.execPath, path.join(REPO_ROOT, 'bin', 'fusegraph.js'), 'serve', '--port', '0', '--test-hooks',
@@ -87,7 +88,7 @@ export async function serveProcess(
   const [command, ...args] = o.dataLimit === undefined
     ? argv
     : ['/bin/sh', '-c', `ulimit -d ${Math.ceil(o.dataLimit / 1024)} && exec "$@"`, 'sh', ...argv];
-  const child = spawn(command!, args, { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(command!, args, { env: { ...process.env, FUSEGRAPH_NO_WEBGPU: '1', ...o.env }, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
