@@ -28,6 +28,10 @@ async function sourceOf(params: Params, modelsRoot: string): Promise<{ source: M
  */
 async function admitSource(source: ModelSource, params: Params, facts: AdmitFacts): Promise<ModelSource | null> {
   if (source.kind === 'checkpoint') {
+    if ((await pathKind(source.path)) !== 'file') {
+      facts.report({ field: 'params.path', code: 'model_unavailable', message: `checkpoint file not found: ${params.path}`, actual: params.path });
+      return null;
+    }
     try {
       const d = await facts.describeCheckpoint(source.path);
       if (d.unsupported !== null) {
