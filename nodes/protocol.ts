@@ -137,6 +137,7 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('started'), run_id: runId }),
   z.object({ type: z.literal('node_started'), run_id: runId, node: z.string() }),
   z.object({ type: z.literal('node_cached'), run_id: runId, node: z.string() }),
+  z.object({ type: z.literal('warning'), run_id: runId, node: z.string(), message: z.string() }),
   z.object({ type: z.literal('progress'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), t: z.number() }),
   z.object({ type: z.literal('preview'), run_id: runId, node: z.string(), step: z.number(), steps: z.number(), image: z.string() }),
   z.object({ type: z.literal('node_done'), run_id: runId, node: z.string(), ms: z.number() }),

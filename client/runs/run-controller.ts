@@ -433,6 +433,8 @@ export class RunController {
     if (this.state.active?.runId !== msg.run_id) return;
     if (msg.type === 'done') this.deps.toast(`Run finished${timingText(msg.timings)}`, 'success', RUN_TOAST);
     if (msg.type === 'cancelled') this.deps.toast('Run cancelled', 'info', RUN_TOAST);
+    // Its own toast key: a warning stays beside the run's status toasts instead of replacing them.
+    if (msg.type === 'warning') this.deps.toast(`${msg.node}: ${msg.message}`, 'info', `warning:${msg.run_id}:${msg.node}`);
     if (msg.type === 'error') this.deps.toast(`Run failed${msg.node ? ` at ${msg.node}` : ''}: ${msg.message}`, 'error', RUN_TOAST);
   }
 

@@ -26,6 +26,10 @@ export function progressPrinter(stream: NodeJS.WriteStream): (e: ExecutionEvent)
         endBar();
         stream.write(`= ${e.node} (${e.nodeType}) cached\n`);
         break;
+      case 'warning':
+        endBar();
+        stream.write(`warning: node "${e.node}": ${e.message}\n`);
+        break;
       case 'progress': {
         if (tty) {
           const width = 30;

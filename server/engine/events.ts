@@ -5,6 +5,8 @@ export type ExecutionEvent =
   | { readonly type: 'progress'; readonly node: string; readonly step: number; readonly steps: number; readonly t: number }
   | { readonly type: 'preview'; readonly node: string; readonly step: number; readonly steps: number; readonly png: Buffer }
   | { readonly type: 'node_done'; readonly node: string; readonly nodeType: string; readonly ms: number }
+  /** Something the user should know that does not stop the run (e.g. LoRA keys the model does not have). */
+  | { readonly type: 'warning'; readonly node: string; readonly message: string }
   | { readonly type: 'output'; readonly node: string; readonly files: readonly OutputFile[] };
 
 /** A file a run wrote, relative to the run's output folder. */

@@ -102,6 +102,7 @@ async function execute(input: RunPlan | Graph | unknown, options: ExecuteOptions
     gateStep: async (step, steps) => {
       await options.stepGate?.pass({ node: id, step, steps }, signal);
     },
+    warn: (message) => emit({ type: 'warning', node: id, message }),
     error: (message, field, cause) => new NodeExecutionError(id, nodeType, message, cause, field),
   });
 

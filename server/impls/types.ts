@@ -78,6 +78,8 @@ export interface RunContext {
   checkCancelled(): void;
   /** Awaited by a sampler before step `step` (1-based); a no-op unless the server runs with test hooks. */
   gateStep(step: number, steps: number): Promise<void>;
+  /** Tells the user something that does not stop the run, on this node (CLI line, WS `warning` frame). */
+  warn(message: string): void;
   /** A clear per-node error to throw; `field` names the param or input at fault; `cause` (server log only) the original. */
   error(message: string, field?: string, cause?: unknown): Error;
 }

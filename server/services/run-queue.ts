@@ -420,6 +420,9 @@ export class RunQueue {
         live.nodeStates[e.node] = 'cached';
         this.emit({ type: 'node_cached', run_id, node: e.node }, live.clientId);
         return;
+      case 'warning':
+        this.emit({ type: 'warning', run_id, node: e.node, message: e.message }, live.clientId);
+        return;
       case 'progress':
         live.progress = { node: e.node, step: e.step, steps: e.steps, t: e.t };
         this.emit({ type: 'progress', run_id, node: e.node, step: e.step, steps: e.steps, t: e.t }, live.clientId);

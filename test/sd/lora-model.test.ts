@@ -67,9 +67,15 @@ describe('LoadLoRA', () => {
     await rm(root, { recursive: true, force: true });
   });
 
+  const warnings: string[] = [];
   /** Runs the graph and returns the model its last LoadLoRA produced (still loaded in the manager). */
   async function modelOf(g: Graph): Promise<SdModel> {
-    const result = await executeGraph(g, { roots: { models: path.join(root, 'models'), input: root, output: path.join(root, 'out') }, models: manager });
+    const result = await executeGraph(g, {
+      roots: { models: path.join(root, 'models'), input: root, output: path.join(root, 'out') }, models: manager,
+      onEvent: (e) => {
+        if (e.type === 'warning') warnings.push(`${e.node}: ${e.message}`);
+      },
+    });
     const key = result.models.at(-1)!.key;
     return (await manager.resident(key))!;
   }
@@ -101,6 +107,8 @@ describe('LoadLoRA', () => {
     const base = (await stat(path.join(unet, 'base-weights.pb'))).size;
     assert.ok(own > 0 && own < base / 10, `patched UNet weights ${own} bytes against the base's ${base}`);
     assert.ok(logs.some((l) => /LoRA tiny-sd1-lora-kohya\.safetensors: \d+ of its modules have no weight/.test(l)), logs.join('\n'));
+    // …and the node says so to the user: how many, and the first few.
+    assert.ok(warnings.some((w) => /^lora0: 2 modules of tiny-sd1-lora-kohya\.safetensors have no weight in this model and are ignored \(first: lora_unet_down_blocks_5/.test(w)), warnings.join('\n'));
   });
 
   test('validation refuses a LoRA on an ONNX folder, a missing LoRA and a LoHa file, naming node and field', async () => {

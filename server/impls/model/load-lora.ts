@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { LoadLoRA } from '../../../nodes/index.js';
 import { fileStamps } from '../../sd/model-folder.js';
+import { checkLora, type LoraCheck } from '../../sd/lora-folder.js';
 import { pathKind, type ModelSource } from '../../sd/model-source.js';
 import { resolveInRoot } from '../paths.js';
 import { implement } from '../types.js';
@@ -8,6 +9,19 @@ import { implement } from '../types.js';
 /** The upstream model's source with this LoRA appended: the model manager builds and caches that combination. */
 function withLora(source: ModelSource, file: string, params: { strength_model: number; strength_clip: number }): ModelSource {
   return { ...source, loras: [...source.loras, { file, strengthModel: params.strength_model, strengthClip: params.strength_clip }] };
+}
+
+/** What a LoRA does not match in a model, read once per version of both files (it reads the LoRA's tensors). */
+const unmatchedSeen = new Map<string, Promise<LoraCheck['unmatched']>>();
+async function unmatchedKeys(checkpoint: string, lora: string): Promise<LoraCheck['unmatched']> {
+  const stamp = await fileStamps([checkpoint, lora]);
+  let pending = unmatchedSeen.get(stamp);
+  if (!pending) {
+    pending = checkLora(checkpoint, lora).then((c) => c.unmatched);
+    pending.catch(() => unmatchedSeen.delete(stamp));
+    unmatchedSeen.set(stamp, pending);
+  }
+  return pending;
 }
 
 export const loadLora = implement(LoadLoRA, {
@@ -49,6 +63,10 @@ export const loadLora = implement(LoadLoRA, {
       throw ctx.error('LoRA is applied to checkpoint files; this model is an ONNX folder, whose weights FuseGraph cannot map yet', 'inputs.model');
     }
     try {
+      const unmatched = await unmatchedKeys(base.source.path, file);
+      if (unmatched.count > 0) {
+        ctx.warn(`${unmatched.count} module${unmatched.count === 1 ? '' : 's'} of ${path.basename(file)} have no weight in this model and are ignored (first: ${unmatched.first.slice(0, 3).join(', ')})`);
+      }
       return { model: await ctx.acquireModel(withLora(base.source, file, params), base.providerChoice) };
     } catch (err) {
       throw ctx.error(`${path.basename(file)}: ${(err as Error).message}`, 'params.path', err);

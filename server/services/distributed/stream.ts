@@ -10,7 +10,7 @@ import { FINISHED_TTL_S, KEYS } from './redis.js';
  */
 export type StreamEntry =
   | { readonly type: 'attempt'; readonly worker: string; readonly worker_id: string; readonly attempt: number }
-  | Extract<ExecutionEvent, { type: 'node_started' | 'node_cached' | 'node_done' | 'progress' }>
+  | Extract<ExecutionEvent, { type: 'node_started' | 'node_cached' | 'node_done' | 'progress' | 'warning' }>
   | { readonly type: 'preview'; readonly node: string; readonly step: number; readonly steps: number }
   | { readonly type: 'file'; readonly node: string; readonly kind: 'image' | 'latent'; readonly name: string }
   | { readonly type: 'output'; readonly node: string }
