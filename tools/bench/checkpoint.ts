@@ -128,8 +128,56 @@ async function childMain(mode: string, arg: Record<string, string>): Promise<Chi
     await manager.releaseIdle();
     return { dir, folder, hash, build, parts: timer.parts(), load, total, buildHwmMiB: buildHwm, hwmMiB: await procStatus('VmHWM'), bytes: await dirBytes(dir) };
   }
+  if (mode === 'lora') return loraStrengthChange(arg);
   if (mode === 'unet') return unetCompare(arg);
   throw new Error(`unknown child mode ${mode}`);
+}
+
+/**
+ * A LoRA on the cached float32 build: a random kohya LoRA (rank 32) on every UNet attention projection and every CLIP
+ * self-attention projection, built once at strength 0.8 and then changed to 0.5: what a user tuning a LoRA waits.
+ */
+async function loraStrengthChange(arg: Record<string, string>): Promise<ChildResult> {
+  const { CheckpointCache } = await import('../../server/sd/checkpoint-cache.js');
+  const { openTensorFile } = await import('../../server/checkpoint/formats/open-tensor-file.js');
+  const { describeCheckpoint, componentWeights } = await import('../../server/checkpoint/describe.js');
+  const { writeSafetensors } = await import('../../server/checkpoint/formats/safetensors-writer.js');
+  const loraFile = arg.lora!;
+  if (!existsSync(loraFile)) {
+    const ckpt = await openTensorFile(arg.file!);
+    const desc = await describeCheckpoint(ckpt);
+    const targets: { key: string; shape: readonly number[] }[] = [];
+    const unet = componentWeights(ckpt, desc, 'unet', { ema: false });
+    for (const n of unet.names()) if (/\.attn[12]\.to_(q|k|v|out\.0)\.weight$/.test(n)) targets.push({ key: `lora_unet_${n.replace(/\.weight$/, '').split('.').join('_')}`, shape: unet.shape(n) });
+    const te = componentWeights(ckpt, desc, 'textEncoder', { ema: false });
+    for (const n of te.names()) if (/self_attn\.(q|k|v|out)_proj\.weight$/.test(n)) targets.push({ key: `lora_te_${n.replace(/\.weight$/, '').split('.').join('_')}`, shape: te.shape(n) });
+    await ckpt.close();
+    const rank = 32;
+    const rnd = (n: number, scale: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => scale * Math.sin((i + 1) * 12.9898 + seed * 78.233));
+    const entries = targets.flatMap((t, i) => [
+      { name: `${t.key}.lora_down.weight`, dtype: 'F32' as const, shape: [rank, t.shape[1]!], data: () => rnd(rank * t.shape[1]!, 0.02, 2 * i) },
+      { name: `${t.key}.lora_up.weight`, dtype: 'F32' as const, shape: [t.shape[0]!, rank], data: () => rnd(t.shape[0]! * rank, 0.02, 2 * i + 1) },
+      { name: `${t.key}.alpha`, dtype: 'F32' as const, shape: [], data: Float32Array.of(16) },
+    ]);
+    await writeSafetensors(loraFile, entries);
+  }
+  const cache = new CheckpointCache({ dir: arg.cache!, maxBytes: 64 * 1024 * MiB });
+  const req = (strength: number) => ({
+    kind: 'model' as const, file: arg.file!, ema: false, vaeFile: null, precision: 'float32' as const,
+    loras: [{ file: loraFile, strengthModel: strength, strengthClip: strength }],
+  });
+  const baseStarted = performance.now();
+  await cache.ensure({ ...req(0), loras: [] });
+  const base = (performance.now() - baseStarted) / 1000;
+  const times: number[] = [];
+  let dir = '';
+  for (const strength of [0.8, 0.5]) {
+    const t0 = performance.now();
+    dir = await cache.ensure(req(strength));
+    times.push((performance.now() - t0) / 1000);
+  }
+  const written = (await stat(path.join(dir, 'unet', 'weights.pb'))).size + (await stat(path.join(dir, 'text_encoder', 'weights.pb'))).size;
+  return { base, first: times[0]!, change: times[1]!, written, loraBytes: (await stat(loraFile)).size, hwmMiB: await procStatus('VmHWM') };
 }
 
 /** Per-call time of the built UNet vs the torch export, interleaved, in this process. */
@@ -289,6 +337,12 @@ async function main(): Promise<void> {
     console.log('float32: cached load (new process)…');
     const cached = await child('load', { file, cache: cacheDir, fresh: '0', threads });
     row('cached load (new process)', `${fmtS(cached.total)} (hash lookup ${fmtS(cached.hash)}, cache hit ${fmtS(cached.build)}, load ${fmtS(cached.load)})`);
+  }
+  if (builtDir !== null) {
+    console.log('LoRA: a rank-32 kohya LoRA on every attention projection, built at strength 0.8, then changed to 0.5…');
+    const l = await child('lora', { file, cache: cacheDir, lora: path.join(dir, `lora-${tag}.safetensors`) });
+    row('LoRA build at 0.8 (on the cached build)', `${fmtS(l.first)} (${fmtGB(Number(l.loraBytes))} LoRA; base build cached: ${fmtS(l.base)})`);
+    row('LoRA strength change 0.8 → 0.5', `${fmtS(l.change)}; ${fmtGB(Number(l.written))} of UNet + text-encoder weights rewritten, the rest linked`);
   }
   for (const precision of values['skip-build'] ? [] : precisions.filter((p) => p !== 'float32')) {
     console.log(`${precision}: build (writeCheckpointFolder)…`);
