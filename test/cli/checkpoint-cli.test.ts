@@ -107,6 +107,29 @@ describe('checkpoints on the command line', () => {
     assert.match(noEma.stderr, /params\.vae[^\n]*not found/);
   });
 
+  it('run with a LoadLoRA on the checkpoint: merged on top of the cached build, the node warns about keys the model lacks', async () => {
+    await mkdir(path.join(root, 'models', 'loras'), { recursive: true });
+    await copyFile(path.join(FIXTURES, 'lora', 'tiny-sd1-lora-kohya.safetensors'), path.join(root, 'models', 'loras', 'style.safetensors'));
+    const g = graph({ path: 'checkpoints/tiny-sd1.ckpt' });
+    g.nodes.lora = { type: 'LoadLoRA', params: { path: 'loras/style.safetensors', strength_model: 0.6, strength_clip: 1 }, inputs: { model: link('model', 'model') } };
+    for (const n of Object.values(g.nodes)) {
+      for (const l of Object.values(n.inputs ?? {})) if (l.node === 'model' && n.type !== 'LoadLoRA') l.node = 'lora';
+    }
+    const f = path.join(root, 'lora.json');
+    await writeFile(f, JSON.stringify(g));
+    const r = await cli(['run', f, '--models', 'models', '--out', 'out-lora', '--data', 'data-lora'], root);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /built tiny-sd1\.ckpt with LoRA style\.safetensors into the checkpoint cache/);
+    assert.match(r.stderr, /warning: node "lora": 2 modules of style\.safetensors have no weight in this model/);
+    assert.equal((await readdir(path.join(root, 'out-lora'))).filter((x) => x.endsWith('.png')).length, 1);
+    const folderLora = structuredClone(g);
+    folderLora.nodes.model!.params = { provider: 'cpu', path: 'converted' };
+    await writeFile(f, JSON.stringify(folderLora));
+    const refused = await cli(['validate', f, '--models', 'models'], root);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /node "lora", field "inputs\.model": LoRA is applied to checkpoint files/);
+  });
+
   it('run builds a checkpoint once into --data, reuses it, records the checkpoint hash in the PNG; cache ls and clear', async () => {
     const g = path.join(root, 'run.json');
     await writeFile(g, JSON.stringify(graph({ path: 'checkpoints/tiny-sd1.ckpt' })));

@@ -66,6 +66,31 @@ describe('checkpoint files on the server', () => {
     assert.equal((await listing()).find((m) => m.path === 'checkpoints/tiny-sd1.ckpt')?.cached, true);
   });
 
+  it('a run with a LoadLoRA over the API: a warning frame names the node and what the model lacks, then done', async () => {
+    await mkdir(path.join(sandbox.modelsRoot, 'loras'), { recursive: true });
+    await copyFile(path.join(FIXTURES, 'lora', 'tiny-sd1-lora-kohya.safetensors'), path.join(sandbox.modelsRoot, 'loras', 'style.safetensors'));
+    const g = graph({ path: 'checkpoints/tiny-sd1.ckpt' });
+    g.nodes.lora = { type: 'LoadLoRA', params: { path: 'loras/style.safetensors', strength_model: 0.6, strength_clip: 1 }, inputs: { model: link('model', 'model') } };
+    for (const n of Object.values(g.nodes)) {
+      for (const l of Object.values(n.inputs ?? {})) if (l.node === 'model' && n.type !== 'LoadLoRA') l.node = 'lora';
+    }
+    const ws = await WsClient.connect(server.url, '?client_id=lora');
+    try {
+      await ws.waitFor((f) => f.type === 'snapshot');
+      const post = await api<{ run_id: string }>(server.url, '/api/runs', { body: { graph: g, client_id: 'lora' } });
+      assert.equal(post.status, 202, JSON.stringify(post.body));
+      const end = await ws.waitFor(isTerminal(post.body.run_id), 300_000, 'the LoRA run to end');
+      assert.equal(end.type, 'done', JSON.stringify(end));
+      const warning = ws.forRun(post.body.run_id).find((f) => f.type === 'warning');
+      assert.equal(warning?.node, 'lora');
+      assert.match(String(warning?.message), /2 modules of style\.safetensors have no weight in this model/);
+    } finally {
+      await ws.close();
+    }
+    const listing = (await api<{ models: Listing[] }>(server.url, '/api/models')).body.models;
+    assert.equal(listing.find((m) => m.path === 'loras/style.safetensors')?.kind, 'lora');
+  });
+
   it('POST /api/validate refuses what a run would: a VAE given as a model, EMA asked of a folder', async () => {
     const vaeAsModel = await api<{ issues: { node: string; field: string; code: string; message: string }[] }>(server.url, '/api/validate', {
       body: { graph: graph({ path: 'checkpoints/tiny-vae.safetensors' }) },
