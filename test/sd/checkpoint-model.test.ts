@@ -9,6 +9,7 @@ import { ModelManager } from '../../server/sd/model-manager.js';
 import type { ModelSource } from '../../server/sd/model-source.js';
 import { decodeNpy } from '../../server/sd/npy.js';
 import { REPO_ROOT } from '../helpers/graphs.js';
+import { relL2 } from '../helpers/closeness.js';
 
 /**
  * Checkpoint files loaded as a user loads them: LoadModel names the file, FuseGraph builds its ONNX folder into the
@@ -31,17 +32,6 @@ function close(t: { diagnostic(m: string): void }, what: string, got: Float32Arr
   const d = relL2(got, want);
   t.diagnostic(`${what}: relative L2 ${d.toExponential(2)} (tolerance ${tol})`);
   assert.ok(d < tol, `${what}: relative L2 ${d} ≥ ${tol}`);
-}
-
-function relL2(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 let root: string;

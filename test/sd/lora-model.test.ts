@@ -17,6 +17,7 @@ import { decodeNpy } from '../../server/sd/npy.js';
 import type { SdModel } from '../../server/sd/sd-model.js';
 import { writeTinyModel } from '../../tools/tiny-models/make-tiny-model.js';
 import { REPO_ROOT, TOKENIZER_FIXTURE } from '../helpers/graphs.js';
+import { relL2 } from '../helpers/closeness.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'checkpoints');
 const LORA_REF = path.join(FIXTURES, 'lora', 'reference');
@@ -24,16 +25,6 @@ interface UnetCase { name: string; stack: string[]; timestep: number; sample: { 
 const manifest = JSON.parse(await readFile(path.join(LORA_REF, 'manifest.json'), 'utf8')) as { strength_model: number; strength_clip: number; unet: UnetCase[] };
 const npy = async (file: string) => decodeNpy(await readFile(path.join(LORA_REF, file)));
 const link = (node: string, output: string) => ({ node, output });
-
-function relL2(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** LoadModel → LoadLoRA… → one model output, as far as the model: the test calls the UNet itself. */
 function graph(model: string, loras: { path: string; strength_model: number; strength_clip: number }[]): Graph {

@@ -21,6 +21,7 @@ import { decodeNpy } from '../../server/sd/npy.js';
 import { applyTokenWeights, encodePrompt } from '../../server/sd/prompt-encoding.js';
 import type { SdModel } from '../../server/sd/sd-model.js';
 import { REPO_ROOT, txt2imgGraph } from '../helpers/graphs.js';
+import { relL2 } from '../helpers/closeness.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'checkpoints');
 const REFERENCE = path.join(FIXTURES, 'reference');
@@ -32,17 +33,6 @@ interface Case {
 const manifest = JSON.parse(await readFile(path.join(REFERENCE, 'manifest.json'), 'utf8')) as { cases: Case[] };
 const byName = (name: string): Case => manifest.cases.find((c) => c.name === name)!;
 const npy = async (file: string): Promise<Float32Array> => decodeNpy(await readFile(path.join(REFERENCE, file))).data;
-
-function relL2(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const W = 64;
 let root: string;
