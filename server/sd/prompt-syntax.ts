@@ -41,8 +41,6 @@ export interface WordTokenizer {
   readonly modelMaxLength: number;
   /** Content tokens of a text, no BOS/EOS, not truncated. */
   tokens(text: string): number[];
-  /** The id of one vocabulary entry, e.g. "cat</w>". */
-  vocabId(entry: string): number | undefined;
 }
 
 /** How many vectors embedding `name` has, or null when there is no such embedding. */
@@ -193,9 +191,9 @@ export function tokenizePrompt(text: string, tokenizer: WordTokenizer, vectors: 
         if (leftover === '') continue;
         word = leftover;
       }
-      const exact = tokenizer.vocabId(`${word}</w>`);
-      const ids = exact !== undefined ? [exact] : tokenizer.tokens(word);
-      groups.push(ids.map((id) => ({ id, weight })));
+      // The word through the tokenizer as ComfyUI calls it on each word: lower-cased, cleaned, BPE (a direct vocabulary
+      // lookup of "A</w>" would find the byte token, not what CLIP's tokenizer gives for "a").
+      groups.push(tokenizer.tokens(word).map((id) => ({ id, weight })));
     }
   }
   const { chunks, counts } = packChunks(groups, tokenizer);

@@ -213,7 +213,6 @@ interface ClipTokenizerParts {
   eosTokenId: number;
   padTokenId: number;
   unkTokenId: number;
-  vocab: ReadonlyMap<string, number>;
   vocabSize: number;
   idSpan: number;
   byteIds: Int32Array;
@@ -232,7 +231,6 @@ export class ClipTokenizer {
   readonly vocabSize: number;
 
   private readonly unkTokenId: number;
-  private readonly vocab: ReadonlyMap<string, number>;
   private readonly idSpan: number;
   private readonly byteIds: Int32Array;
   private readonly byteEndIds: Int32Array;
@@ -250,7 +248,6 @@ export class ClipTokenizer {
     this.eosTokenId = parts.eosTokenId;
     this.padTokenId = parts.padTokenId;
     this.unkTokenId = parts.unkTokenId;
-    this.vocab = parts.vocab;
     this.vocabSize = parts.vocabSize;
     this.idSpan = parts.idSpan;
     this.byteIds = parts.byteIds;
@@ -389,7 +386,6 @@ export class ClipTokenizer {
       eosTokenId: ids.get('eos_token') ?? 0,
       padTokenId: ids.get('pad_token') ?? 0,
       unkTokenId,
-      vocab,
       vocabSize,
       idSpan,
       byteIds,
@@ -428,11 +424,6 @@ export class ClipTokenizer {
       this.splitAdded(normalize(piece), this.normalizedAdded, out, Infinity, (norm) => this.appendWords(norm, out, Infinity));
     });
     return out;
-  }
-
-  /** The id of one vocabulary entry as vocab.json spells it (e.g. "cat</w>"), or undefined. */
-  vocabId(entry: string): number | undefined {
-    return this.vocab.get(entry);
   }
 
   /** Emits added tokens as ids and hands the text between them to `rest`. */

@@ -171,3 +171,11 @@ describe('77-token chunks as ComfyUI packs them', () => {
     assert.deepEqual(t.counts, [74, 2]);
   });
 });
+
+test('a prompt without syntax gives the ids CLIP\'s own tokenizer gives for the whole text, capitals and punctuation included', () => {
+  // The fused MagicFusion graphs' prompts: an early word-by-word vocabulary lookup turned "A" into the byte token.
+  for (const text of ['A lion with a crown on his head', 'a cartoon lion, anime style, golden crown', 'White sedan SAIC GM Buick Regal 2017', '']) {
+    const ids = tokenizePrompt(text, tokenizer, () => null).chunks[0]!.map((t) => ('id' in t ? t.id : -1));
+    assert.deepEqual(ids, tokenizer.encodePadded(text), text);
+  }
+});

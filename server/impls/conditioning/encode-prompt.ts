@@ -9,7 +9,6 @@ import { implement } from '../types.js';
 const COUNTING_TOKENIZER = {
   bosTokenId: 0, eosTokenId: 0, padTokenId: 0, modelMaxLength: 77,
   tokens: (text: string) => [...text].map(() => 0),
-  vocabId: () => undefined,
 };
 
 export const encodePrompt = implement(EncodePrompt, {
