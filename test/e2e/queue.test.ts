@@ -92,6 +92,11 @@ describe(SUITE, { skip: browserSuiteSkip(SUITE) }, () => {
     const { passed } = (await api(h.server, '/api/test/gate')) as { passed: number };
     await api(h.server, '/api/test/gate', { release_steps: 2 });
     await api(h.server, '/api/test/gate/wait', { passed: passed + 2, waiting: 1 });
+    // The queue card's bar fills as the steps pass (#28 item 2: its spans rendered 0 px wide whatever the progress).
+    await page.waitForFunction((id) => Number(document.querySelector(`[data-run-id="${id}"] [role=progressbar]`)?.getAttribute('aria-valuenow')) >= 2, run3);
+    const fill = await page.locator(`[data-run-id="${run3}"] .fg-progress-fill`).evaluate((e) => e.getBoundingClientRect().width);
+    const bar = await page.locator(`[data-run-id="${run3}"] .fg-progress-bar`).evaluate((e) => e.getBoundingClientRect().width);
+    assert.ok(bar > 0 && fill > 0 && fill < bar, `queue card bar ${bar} px, filled ${fill} px`);
     const sampler = page.locator('.fg-node[data-node-type=DDIMStep][data-state=running]').first();
     await sampler.locator('.fg-progress-text').waitFor();
     const samplerId = await sampler.getAttribute('data-node-id');
