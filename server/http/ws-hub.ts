@@ -220,7 +220,8 @@ export class WsHub {
         }
         const found: RunSummary[] = [];
         const unknown: string[] = [];
-        for (const id of frame.runs) {
+        // Each run once, however often a frame names it: the answer is bounded by the runs there are.
+        for (const id of new Set(frame.runs)) {
           const run = this.opts.queue.summaryOf(id);
           if (run) {
             client.runs.add(id);
