@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { GraphIssue } from '../../nodes/graph-format.js';
 import { own } from '../../nodes/graph-format.js';
 import type { RunPlan } from '../engine/plan.js';
@@ -60,15 +59,10 @@ async function modelFacts(source: ModelSource, options: PreflightOptions, descri
 
 async function folderFacts(dir: string, options: PreflightOptions): Promise<ModelFacts> {
   const folder = await inspectModelFolder(dir);
-  let schedulerJson: unknown = null;
-  try {
-    schedulerJson = JSON.parse(await readFile(folder.schedulerConfigFile, 'utf8'));
-  } catch {
-    // reported by LoadModel at run time
-  }
+  const { schedulerJson } = folder;
   let scheduler = null;
   try {
-    scheduler = schedulerJson === null ? null : parseSchedulerConfig(schedulerJson);
+    scheduler = parseSchedulerConfig(schedulerJson);
   } catch {
     // reported by LoadModel at run time
   }

@@ -47,6 +47,8 @@ export interface ModelFolder {
   readonly parts: Readonly<Record<PartName, string>>;
   readonly tokenizerDir: string;
   readonly schedulerConfigFile: string;
+  /** scheduler_config.json as read (depth-limited) and range-checked when the folder was inspected. */
+  readonly schedulerJson: Readonly<Record<string, unknown>>;
   /** vae_decoder/config.json, when present. */
   readonly vaeConfig: Readonly<Record<string, unknown>> | null;
   readonly unetConfig: Readonly<Record<string, unknown>> | null;
@@ -96,13 +98,15 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolder> {
   const unetConfigFile = path.join(dir, 'unet', 'config.json');
   const vaeConfig = await readJsonIfExists(vaeConfigFile);
   const unetConfig = await readJsonIfExists(unetConfigFile);
+  // Present: its absence was reported above as missing.
+  const schedulerJson = (await readJsonIfExists(schedulerConfigFile))!;
   // Every config value in range before anything uses one (issue 27): a 1e9 num_train_timesteps froze the server.
   checkModelConfigs([
-    { file: schedulerConfigFile, json: await readJsonIfExists(schedulerConfigFile), kind: 'scheduler' },
+    { file: schedulerConfigFile, json: schedulerJson, kind: 'scheduler' },
     { file: unetConfigFile, json: unetConfig, kind: 'unet' },
     { file: vaeConfigFile, json: vaeConfig, kind: 'vae' },
   ]);
-  return { dir, parts, tokenizerDir, schedulerConfigFile, vaeConfig, unetConfig, bytes };
+  return { dir, parts, tokenizerDir, schedulerConfigFile, schedulerJson, vaeConfig, unetConfig, bytes };
 }
 
 /** The VAE's spatial factor from vae_decoder/config.json (2^(levels − 1), as diffusers computes it), or null. */

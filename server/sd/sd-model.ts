@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fromFloat16Array, toFloat16Array } from '../runtime/float16.js';
 import type { SessionIsolation } from '../runtime/session-channel.js';
@@ -105,7 +105,7 @@ export class SdModel {
     try {
       const [tokenizer, scheduler, opened] = await Promise.all([
         ClipTokenizer.fromFolder(folder.tokenizerDir),
-        readSchedulerConfig(folder.schedulerConfigFile),
+        readSchedulerConfig(folder),
         opening,
       ]);
       const parts = opened.parts as Record<PartName, PartMeta>;
@@ -294,12 +294,12 @@ export class SdModel {
   }
 }
 
-async function readSchedulerConfig(file: string): Promise<{ config: SchedulerConfig; json: unknown }> {
+/** The folder's scheduler config (read once, when the folder was inspected) as DDIM reads it. */
+async function readSchedulerConfig(folder: ModelFolder): Promise<{ config: SchedulerConfig; json: unknown }> {
   try {
-    const json = JSON.parse(await readFile(file, 'utf8')) as unknown;
-    return { config: parseSchedulerConfig(json), json };
+    return { config: parseSchedulerConfig(folder.schedulerJson), json: folder.schedulerJson };
   } catch (err) {
-    throw new ModelFolderError(`${file}: ${(err as Error).message}`, file);
+    throw new ModelFolderError(`${folder.schedulerConfigFile}: ${(err as Error).message}`, folder.schedulerConfigFile);
   }
 }
 
