@@ -42,6 +42,16 @@ export interface OutputDef {
 }
 
 /**
+ * What a node does to the fusion schedule, for the editor's timeline (which model's noise is used at each t):
+ * a switch picks `above` while t > its int param `threshold` and `atOrBelow` otherwise; a blend mixes models;
+ * a model node predicts with the model wired to its input `model`.
+ */
+export type ScheduleRole =
+  | { readonly role: 'switch'; readonly threshold: string; readonly above: string; readonly atOrBelow: string }
+  | { readonly role: 'blend' }
+  | { readonly role: 'model'; readonly model: string };
+
+/**
  * The one declaration of a node type. The editor builds its palette, sockets and widgets from it;
  * the server validates graphs and types its implementation from it.
  */
@@ -61,6 +71,7 @@ export interface NodeDef<
   readonly params: P;
   /** Output nodes are the roots of execution: a graph runs what they need and nothing else. */
   readonly output: boolean;
+  readonly schedule?: ScheduleRole;
 }
 
 export function defineNode<

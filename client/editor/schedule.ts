@@ -29,8 +29,8 @@ function modelLabel(nodes: ReadonlyMap<string, ModelNode>, id: string): string {
 
 /**
  * Which branch produces the noise at each timestep, starting from node `start` (a SwitchAtTimestep, or whatever feeds
- * a sampler's noise), as the run will decide it: a switch uses `before` while t > its threshold and `after` otherwise
- * (nodes/defs/fusion/switch-at-timestep.ts). Computed from the wired graph; unwired inputs leave gaps.
+ * a sampler's noise), as the run will decide it: read from each definition's `schedule` role
+ * (nodes/define.ts): a switch uses `above` while t > its threshold and `atOrBelow` otherwise. Computed from the wired graph; unwired inputs leave gaps.
  */
 export function scheduleSegments(model: EditorModel, start: string, defOf: (type: string) => NodeDef | undefined): ScheduleSegment[] {
   const nodes = new Map(model.nodes.map((n) => [n.id, n]));
@@ -46,20 +46,21 @@ export function scheduleSegments(model: EditorModel, start: string, defOf: (type
       if (through) walk(source(id, through)!, hi, lo, depth + 1);
       return;
     }
-    if (n.type === 'SwitchAtTimestep') {
-      const t = Math.min(hi, Math.max(lo, Number(n.params.t ?? 0)));
-      const before = source(id, 'before');
-      const after = source(id, 'after');
-      if (before) walk(before, hi, t, depth + 1);
-      if (after) walk(after, t, lo, depth + 1);
+    const role = defOf(n.type)?.schedule;
+    if (role?.role === 'switch') {
+      const t = Math.min(hi, Math.max(lo, Number(n.params[role.threshold] ?? 0)));
+      const above = source(id, role.above);
+      const below = source(id, role.atOrBelow);
+      if (above) walk(above, hi, t, depth + 1);
+      if (below) walk(below, t, lo, depth + 1);
       return;
     }
-    if (n.type === 'BlendNoise') {
+    if (role?.role === 'blend') {
       out.push({ from: hi, to: lo, label: 'blend', kind: 'blend', node: id });
       return;
     }
-    if (n.type === 'PredictNoise') {
-      const m = source(id, 'model');
+    if (role?.role === 'model') {
+      const m = source(id, role.model);
       out.push({ from: hi, to: lo, label: m ? modelLabel(nodes, m) : n.title ?? id, kind: 'model', node: id });
       return;
     }
@@ -79,7 +80,7 @@ export function samplerNoiseSource(model: EditorModel, sampler: string): string 
  * once-per-run output), which show what their noise input will do at each t.
  */
 export function scheduleRole(def: NodeDef): 'switch' | 'sampler' | null {
-  if (def.type === 'SwitchAtTimestep') return 'switch';
+  if (def.schedule?.role === 'switch') return 'switch';
   const perStepIn = Object.values(def.inputs).some((i) => PER_STEP_SOCKETS.has(i.type));
   const onceOut = Object.values(def.outputs).some((o) => !PER_STEP_SOCKETS.has(o.type));
   return perStepIn && onceOut ? 'sampler' : null;

@@ -8,7 +8,7 @@ import type { ModelInfo, SdModel } from './sd-model.js';
 import { endStraysOnce, parentMarker } from '../runtime/child-lifecycle.js';
 import { envWithTmp, privateTmp } from '../runtime/private-tmp.js';
 
-const PROBE = fileURLToPath(new URL('./activation-probe.js', import.meta.url));
+const PROBE = fileURLToPath(new URL('../runtime/activation-probe.js', import.meta.url));
 
 /** Growth of the resident high-water mark a measured size must reach to stand clear of the process's own noise. */
 const SIGNAL_BYTES = 16 * 2 ** 20;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { NODE_DEFS } from '../../nodes/index.js';
 import { REPO_ROOT } from '../helpers/graphs.js';
 
 /**
@@ -40,6 +41,38 @@ function sources(dir: string): string[] {
     .filter((e) => e.isFile() && /\.(ts|tsx|js)$/.test(e.name))
     .map((e) => path.join(e.parentPath, e.name));
 }
+
+/** Every source file the layering covers. */
+function layeredSources(): string[] {
+  const roots = ['nodes', 'server', 'client', 'sdk'].map((r) => path.join(REPO_ROOT, r));
+  return [...new Set(roots.flatMap(sources))];
+}
+
+/** The code of a file without its comments, so that prose may name anything. */
+function codeOf(file: string): string {
+  return readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+}
+
+test('only server/runtime/ imports onnxruntime-node', () => {
+  const wrong = layeredSources()
+    .filter((f) => !path.relative(REPO_ROOT, f).split(path.sep).join('/').startsWith('server/runtime/'))
+    .filter((f) => /(?:from\s+|import\s*\(\s*|import\s+)['"]onnxruntime-(?:node|web|common)['"]/.test(codeOf(f)))
+    .map((f) => path.relative(REPO_ROOT, f));
+  assert.deepEqual(wrong, []);
+});
+
+test('node type names appear only in their definitions and implementations: engine, routing and editor read the definitions', () => {
+  const names = NODE_DEFS.map((d) => d.type);
+  const quoted = new RegExp(`['"\`](${names.join('|')})['"\`]`, 'g');
+  const allowed = (rel: string) => rel.startsWith('nodes/defs/') || rel.startsWith('server/impls/') || rel === 'nodes/index.ts';
+  const wrong: string[] = [];
+  for (const file of layeredSources()) {
+    const rel = path.relative(REPO_ROOT, file).split(path.sep).join('/');
+    if (allowed(rel)) continue;
+    for (const m of codeOf(file).matchAll(quoted)) wrong.push(`${rel}: ${m[0]}`);
+  }
+  assert.deepEqual(wrong, []);
+});
 
 test('folders depend one way: nodes → engine → runtime → checkpoint → sd → impls → execution → services → http → cli; the editor and the client library on nodes only', () => {
   const files = [...sources(path.join(REPO_ROOT, 'nodes')), ...sources(path.join(REPO_ROOT, 'server')), ...sources(path.join(REPO_ROOT, 'client')), ...sources(path.join(REPO_ROOT, 'sdk')), path.join(REPO_ROOT, 'server', 'cli.ts')];

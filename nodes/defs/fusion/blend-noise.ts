@@ -22,4 +22,5 @@ export const BlendNoise = defineNode({
   outputs: { noise: { type: 'NOISE', description: 'Blended noise.' } },
   params: { mode: { kind: 'enum', default: 'argmax', options: ['argmax', 'soft'], description: 'Hard per-pixel choice or soft weights.' } },
   output: false,
+  schedule: { role: 'blend' },
 });

@@ -14,4 +14,5 @@ export const SwitchAtTimestep = defineNode({
   outputs: { noise: { type: 'NOISE', description: 'The selected noise.' } },
   params: { t: { kind: 'int', default: 600, min: 0, max: 1000, step: 10, description: 'Threshold timestep.' } },
   output: false,
+  schedule: { role: 'switch', threshold: 't', above: 'before', atOrBelow: 'after' },
 });

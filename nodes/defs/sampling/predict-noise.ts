@@ -17,4 +17,5 @@ export const PredictNoise = defineNode({
     guidance_scale: { kind: 'float', default: 7.5, min: 0, max: 100, step: 0.5, description: 'CFG scale s.' },
   },
   output: false,
+  schedule: { role: 'model', model: 'model' },
 });

@@ -13,9 +13,8 @@
  * 32–128), so above `jsMaxMacs` they run in a small ONNX Runtime CPU session (MatMul·scale + W, MLAS, all cores);
  * tiny ones stay in plain JS, where a session call would cost more than the arithmetic.
  */
-import * as ort from 'onnxruntime-node';
-
 import { DataType } from '../../onnx-writer/graph-builder.js';
+import { CpuComputeSession } from '../../runtime/cpu-compute.js';
 import { createGraphBuilder } from '../build/graph-ops.js';
 import type { TensorFile } from '../tensor-file.js';
 import type { LoraComponent, LoraMatch, LoraMatchEntry } from './key-map.js';
@@ -43,19 +42,14 @@ export class LoraMerger {
   readonly stats = { js: 0, ort: 0, jsMacs: 0, ortMacs: 0 };
 
   private constructor(
-    private readonly addSession: ort.InferenceSession,
-    private readonly mulSession: ort.InferenceSession,
+    private readonly addSession: CpuComputeSession,
+    private readonly mulSession: CpuComputeSession,
     readonly jsMaxMacs: number,
   ) {}
 
   static async create(opts: LoraMergerOptions = {}): Promise<LoraMerger> {
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      ...(opts.intraOpNumThreads !== undefined ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
-    };
-    const add = await ort.InferenceSession.create(addProductModel(), sessionOptions);
-    const mul = await ort.InferenceSession.create(matmulModel(), sessionOptions);
+    const add = await CpuComputeSession.create(addProductModel(), opts.intraOpNumThreads);
+    const mul = await CpuComputeSession.create(matmulModel(), opts.intraOpNumThreads);
     return new LoraMerger(add, mul, opts.jsMaxMacs ?? DEFAULT_JS_MAX_MACS);
   }
 
@@ -75,13 +69,12 @@ export class LoraMerger {
     }
     this.stats.ort++;
     this.stats.ortMacs += macs;
-    const out = await this.addSession.run({
-      W: new ort.Tensor('float32', w, [m, n]),
-      A: new ort.Tensor('float32', a, [m, k]),
-      B: new ort.Tensor('float32', b, [k, n]),
-      S: new ort.Tensor('float32', Float32Array.of(scale), []),
-    });
-    return out.Y!.data as Float32Array;
+    return this.addSession.run({
+      W: { data: w, dims: [m, n] },
+      A: { data: a, dims: [m, k] },
+      B: { data: b, dims: [k, n] },
+      S: { data: Float32Array.of(scale), dims: [] },
+    }, 'Y');
   }
 
   /** `a` [m, k] @ `b` [k, n]. */
@@ -95,8 +88,7 @@ export class LoraMerger {
     }
     this.stats.ort++;
     this.stats.ortMacs += macs;
-    const out = await this.mulSession.run({ A: new ort.Tensor('float32', a, [m, k]), B: new ort.Tensor('float32', b, [k, n]) });
-    return out.Y!.data as Float32Array;
+    return this.mulSession.run({ A: { data: a, dims: [m, k] }, B: { data: b, dims: [k, n] } }, 'Y');
   }
 }
 

@@ -16,8 +16,8 @@
  */
 import { rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { watchParent } from '../runtime/parent-watchdog.js';
-import { sessionOptions } from '../runtime/session-options.js';
+import { watchParent } from './parent-watchdog.js';
+import { sessionOptions } from './session-options.js';
 
 /**
  * @typedef {{ unet: string; rows: number; channels: number; textLength: number; hidden: number; sampleType: string;
